@@ -1,0 +1,81 @@
+"""CIFAR-10 test-set benchmark of every codec (classical and neural), in one run.
+
+    python benchmarks/cifar10.py [--codecs png,webp,jxl,j2k,pixelcnn] [--n N] [--data PATH]
+
+Writes ``benchmarks/results/cifar10.json`` (shape: {"codecs": [{"name", "images", "exact",
+"bpd", "nll_bpd", "encode_img_per_s", "decode_img_per_s", ...}], ...}), ``cifar10.md`` and
+``cifar10.png`` (bpd against decode throughput). ``--n`` below 10,000 draws a class-spread
+subset (fixed seed) and writes ``cifar10-subset.*`` instead, so a quick run never replaces the
+full results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from neuralzip import codecs as codec_table
+from neuralzip.bench import markdown_table, plot, run_codec, write_results
+from neuralzip.data import load_cifar10, spread_subset
+from neuralzip.images import PixelImage
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--codecs", default=None, help="comma-separated (default: every installed codec)")
+    parser.add_argument("--n", type=int, default=None, help="images (default: all 10,000)")
+    parser.add_argument("--data", default=None, help="CIFAR-10 path (default: $NZIP_DATA)")
+    parser.add_argument("--batch", type=int, default=256, help="images per encode/decode call")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = args.codecs.split(",") if args.codecs else [s.name for s in codec_table.available_specs()]
+    test = load_cifar10("test", args.data)
+    indices = spread_subset(len(test), args.n or len(test), seed=0)
+    images = [PixelImage("RGB", test.images[i]) for i in indices]
+    labels = [test.names[i] for i in indices]
+    full = len(indices) == len(test)
+    stem = "cifar10" if full else "cifar10-subset"
+    results = []
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for name in names:
+        t0 = time.time()
+        result = run_codec(name, images, labels, batch=args.batch)
+        results.append(result)
+        nll = f", NLL {result.nll_bpd:.4f}" if result.nll_bpd is not None else ""
+        print(f"{name}: {result.bpd:.4f} bpd{nll}, exact {result.exact}/{result.images}, "
+              f"encode {result.encode_img_per_s:.1f} img/s, decode {result.decode_img_per_s:.1f} img/s "
+              f"({time.time() - t0:.0f} s)", flush=True)
+    cards = {}
+    for name in names:
+        codec = codec_table.get_codec(name)
+        if getattr(codec, "card", None):
+            cards[name] = {k: codec.card.get(k) for k in ("config", "sha256", "test_nll_bpd")}
+            cards[name]["epochs"] = codec.card.get("training", {}).get("epochs")
+    extra = {"dataset": "CIFAR-10 test", "images": len(indices), "subset": not full, "started": started,
+             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "models": cards,
+             "command": "python benchmarks/cifar10.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    write_results(results, args.out / f"{stem}.json", extra)
+    header = (f"# CIFAR-10 benchmark ({len(indices)} test images{'' if full else ', class-spread subset'})\n\n"
+              f"Run {started} to {extra['finished']} on this project's CPU machine "
+              f"({torch.get_num_threads()} torch threads), by `{extra['command']}`.\n\n"
+              "bpd: bits per sub-pixel from real bytes: the .nzip file for neural codecs, the codec's own "
+              "file for classical ones (bpd (.nzip) adds nzip's container to those). NLL bpd: the model's "
+              "ideal code length under its exact integer tables. Throughput: images/s, wall clock, batches of "
+              f"{args.batch}. exact: decoded pixels identical to the original.\n\n")
+    (args.out / f"{stem}.md").write_text(header + markdown_table(results) + "\n")
+    plot(results, args.out / f"{stem}.png", f"CIFAR-10 test ({len(indices)} images): size vs decode speed")
+    print(f"wrote {args.out / (stem + '.json')}, .md, .png")
+    return 0 if all(r.exact == r.images for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Python API: compress images to .nzip bytes and back.
+
+>>> import numpy as np, neuralzip
+>>> pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+>>> data = neuralzip.compress(pixels, model="png")
+>>> bool((neuralzip.decompress(data).pixels == pixels).all())
+True
+
+Guarantees: :func:`decompress` returns exactly the compressed pixels or raises a
+:class:`~neuralzip.container.FormatError` subclass saying why (not a .nzip file, unsupported
+version, unknown model, weights that differ from the encoder's, truncation, corrupt data,
+checksum mismatch). It checks the CRC-32 of every decoded image before returning it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import codecs as codec_table
+from .codecs.base import Codec, ImageShape, PayloadError
+from .container import (
+    ChecksumError, Container, CorruptError, Entry, ModelMismatchError, UnknownModelError, pack, unpack,
+)
+from .images import PixelImage, pixel_checksum, read_image
+from .registry import ModelError
+
+
+@dataclass
+class Compressed:
+    """Result of compressing: the file bytes and, for neural codecs, the model's ideal
+    code length of each image in bits (without container and coder overhead)."""
+
+    data: bytes
+    codec: str
+    nll_bits: list[float] | None = None
+
+
+def _as_image(image) -> PixelImage:
+    if isinstance(image, PixelImage):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    return PixelImage.from_array(np.asarray(image))
+
+
+def resolve_codec(model: str | None) -> Codec:
+    return codec_table.get_codec(model or codec_table.default_codec_name())
+
+
+def compress_batch(images: list, model: str | None = None) -> list[Compressed]:
+    """One single-image .nzip file per image; the batch only makes neural coding faster."""
+    images = [_as_image(im) for im in images]
+    codec = resolve_codec(model)
+    for image in images:
+        codec.check(image)
+    if codec.chained:
+        return [compress_archive([im], [""], model) for im in images]
+    encoded = codec.encode(images)
+    out = []
+    for i, (image, payload) in enumerate(zip(images, encoded.payloads)):
+        entry = Entry("", image.mode, image.width, image.height, pixel_checksum(image), payload)
+        data = pack(Container(codec.codec_id, codec.model_hash, [entry]))
+        out.append(Compressed(data, codec.name, [encoded.nll_bits[i]] if encoded.nll_bits else None))
+    return out
+
+
+def compress(image, model: str | None = None) -> bytes:
+    """Compress one image (PixelImage, array [H, W, C] uint8, or path) to .nzip bytes."""
+    return compress_batch([image], model)[0].data
+
+
+def compress_archive(images: list, names: list[str], model: str | None = None) -> Compressed:
+    """Several images in one archive file, in order, under their names."""
+    images = [_as_image(im) for im in images]
+    codec = resolve_codec(model)
+    for image in images:
+        codec.check(image)
+    encoded = codec.encode(images)
+    entries = [Entry(name, im.mode, im.width, im.height, pixel_checksum(im)) for name, im in zip(names, images)]
+    if codec.chained:
+        container = Container(codec.codec_id, codec.model_hash, entries, archive=True, chained_payload=encoded.payloads[0])
+    else:
+        for entry, payload in zip(entries, encoded.payloads):
+            entry.payload = payload
+        container = Container(codec.codec_id, codec.model_hash, entries, archive=True)
+    return Compressed(pack(container), codec.name, encoded.nll_bits)
+
+
+def codec_for(container: Container) -> Codec:
+    """The codec that made ``container``, with its weights verified against the file."""
+    spec = codec_table.BY_ID.get(container.codec_id)
+    if spec is None:
+        raise UnknownModelError(f"unknown codec id {container.codec_id} (made by a newer nzip?)")
+    try:
+        codec = codec_table.get_codec(spec.name)
+    except ModelError as error:
+        raise UnknownModelError(f"this file needs model {spec.name!r}: {error}") from None
+    if codec.model_hash != container.model_hash:
+        raise ModelMismatchError(
+            f"this file was made with other {spec.name} weights (hash {container.model_hash.hex()}, "
+            f"installed {codec.model_hash.hex()}); decode it with the nzip version that made it")
+    return codec
+
+
+def decode_container(container: Container, codec: Codec | None = None) -> list[tuple[str, PixelImage]]:
+    """Decode every image of a parsed container, verifying checksums."""
+    codec = codec or codec_for(container)
+    shapes = [ImageShape(e.mode, e.width, e.height) for e in container.entries]
+    payloads = [container.chained_payload] if container.chained else [e.payload for e in container.entries]
+    try:
+        images = codec.decode(payloads, shapes)
+    except PayloadError as error:
+        raise CorruptError(f"corrupt payload: {error}") from None
+    out = []
+    for entry, image in zip(container.entries, images):
+        if pixel_checksum(image) != entry.checksum:
+            raise ChecksumError(f"checksum mismatch{' in ' + entry.name if entry.name else ''}: "
+                                "the decoded pixels differ from the original (corrupt file)")
+        out.append((entry.name, image))
+    return out
+
+
+def decompress(data: bytes) -> PixelImage:
+    """Decompress a single-image .nzip file (the first image of an archive)."""
+    return decode_container(unpack(data))[0][1]
+
+
+def decompress_all(data: bytes) -> list[tuple[str, PixelImage]]:
+    """Every (name, image) of a .nzip file, in order."""
+    return decode_container(unpack(data))
+
+
+def info(data: bytes) -> dict:
+    """What a .nzip file holds, without decoding it."""
+    container = unpack(data)
+    spec = codec_table.BY_ID.get(container.codec_id)
+    images = []
+    for e in container.entries:
+        subpixels = e.width * e.height * _channels(e.mode)
+        payload = len(e.payload) if not container.chained else None
+        images.append({
+            "name": e.name, "mode": e.mode, "width": e.width, "height": e.height,
+            "payload_bytes": payload,
+            "bits_per_subpixel": (8 * payload / subpixels) if payload is not None else None,
+            "checksum": f"{e.checksum:08x}",
+        })
+    total_subpixels = sum(e.width * e.height * _channels(e.mode) for e in container.entries)
+    from .container import FORMAT_VERSION
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "codec": spec.name if spec else f"unknown ({container.codec_id})",
+        "codec_id": container.codec_id,
+        "model_hash": container.model_hash.hex(),
+        "archive": container.archive,
+        "chained": container.chained,
+        "file_bytes": len(data),
+        "bits_per_subpixel": 8 * len(data) / total_subpixels if total_subpixels else None,
+        "images": images,
+    }
+
+
+def _channels(mode: str) -> int:
+    return {"1": 1, "L": 1, "P": 1, "I;16": 1, "I": 1, "F": 1, "LA": 2, "PA": 2, "RGB": 3, "YCbCr": 3,
+            "LAB": 3, "HSV": 3, "RGBA": 4, "CMYK": 4}.get(mode, 1)

@@ -1,0 +1,375 @@
+"""The ``nzip`` command line (click). No maths here: it reads, calls :mod:`neuralzip.api`,
+writes, and turns every failure into one line on stderr.
+
+Exit codes: 0 success; 1 at least one input failed (the others were still processed);
+2 usage error; 130 interrupted (SIGINT/SIGTERM). Outputs are written atomically and never
+replace an existing file without ``-f``; inputs are never modified or deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import click
+
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".jpg", ".jpeg", ".webp", ".tga"}
+BATCH = 64  # images encoded together (neural codecs are faster on batches)
+
+
+class Interrupted(BaseException):
+    """Raised on SIGTERM so that cleanup code (temporary files) runs as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted()
+
+
+class Reporter:
+    """Collects failures; prints one line per problem."""
+
+    def __init__(self, debug: bool, quiet: bool):
+        self.debug, self.quiet, self.failed = debug, quiet, 0
+
+    def error(self, where: str, error: BaseException | str) -> None:
+        self.failed += 1
+        message = str(error) if str(error) else type(error).__name__
+        if where and not message.startswith(where):
+            message = f"{where}: {message}"
+        click.echo(f"nzip: {message}", err=True)
+        if self.debug and isinstance(error, BaseException):
+            traceback.print_exception(error)
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            click.echo(line, err=True)
+
+
+def _known_errors():
+    from .codecs import UnknownCodecError
+    from .codecs.base import UnsupportedImageError
+    from .container import FormatError
+    from .data import DataError
+    from .images import ImageError
+    from .registry import ModelError
+
+    return (FormatError, ImageError, ModelError, UnsupportedImageError, UnknownCodecError, DataError,
+            FileExistsError, IsADirectoryError, PermissionError, OSError)
+
+
+def _run(ctx: click.Context, body) -> None:
+    """Run a command body with the shared error handling and exit code."""
+    obj = ctx.obj
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    reporter = Reporter(obj["debug"], obj.get("quiet", False))
+    try:
+        body(reporter)
+    except (KeyboardInterrupt, Interrupted):
+        click.echo("nzip: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except _known_errors() as error:
+        reporter.error("", error)
+    except Exception as error:  # a bug: still one line unless --debug
+        reporter.error("", f"internal error: {type(error).__name__}: {error} (run with --debug for details)")
+        if obj["debug"]:
+            traceback.print_exc()
+    sys.exit(EXIT_FAILED if reporter.failed else 0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--threads", type=click.IntRange(1, 512), help="CPU threads for neural codecs (default: all).")
+@click.version_option(package_name="neuralzip")
+@click.pass_context
+def main(ctx, debug, threads):
+    """nzip: lossless image compression with neural likelihood models."""
+    ctx.obj = {"debug": debug}
+    if threads:
+        os.environ["NZIP_THREADS"] = str(threads)
+
+
+def _set_threads() -> None:
+    if os.environ.get("NZIP_THREADS"):
+        import torch
+
+        torch.set_num_threads(int(os.environ["NZIP_THREADS"]))
+
+
+def _expand(paths: tuple[str, ...], reporter: Reporter, allow_dirs: bool) -> list[Path]:
+    out = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            if not allow_dirs:
+                reporter.error(str(path), "is a directory (give -o ARCHIVE.nzip to bundle a folder)")
+                continue
+            files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                reporter.error(str(path), "no image files in this directory")
+            out += files
+        else:
+            out.append(path)
+    return out
+
+
+def _ratio_line(label: str, data_len: int, subpixels: int, input_len: int | None) -> str:
+    bits = 8 * data_len / subpixels if subpixels else 0.0
+    line = f"{label}: {data_len} bytes, {bits:.3f} bits/sub-pixel"
+    if input_len:
+        line += f", {100 * data_len / input_len:.1f}% of input ({input_len} bytes)"
+    return line
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output file (one input) or archive (several inputs or a folder).")
+@click.option("-m", "--model", help="Codec or model: pixelcnn, png, webp, jxl, j2k (see `nzip models`).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write the .nzip data to standard output.")
+@click.option("-v", "--verbose", is_flag=True, help="Say which codec was used and why.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
+@click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images (default 268M pixels).")
+@click.pass_context
+def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, max_pixels):
+    """Compress images to IMG.nzip (inputs are kept)."""
+    ctx.obj["quiet"] = quiet
+
+    def body(reporter: Reporter):
+        from . import api
+        from .images import DEFAULT_MAX_PIXELS, read_image, write_atomic
+
+        _set_threads()
+        limit = max_pixels or DEFAULT_MAX_PIXELS
+        archive = output is not None and (len(inputs) > 1 or any(Path(p).is_dir() for p in inputs))
+        paths = _expand(inputs, reporter, allow_dirs=archive)
+        if to_stdout and (len(paths) != 1 or output):
+            raise click.UsageError("-c takes exactly one input and no -o")
+        codec = api.resolve_codec(model)
+        if verbose:
+            reporter.say(f"codec: {codec.name} ({codec.description})" + ("" if model else " [default]"))
+        loaded = []
+        for path in paths:
+            try:
+                image = read_image(path, limit)
+                codec.check(image)
+                if image.dropped_metadata:
+                    reporter.say(f"nzip: {path}: note: {', '.join(image.dropped_metadata)} not stored (pixels only)")
+                loaded.append((path, image))
+            except _known_errors() as error:
+                reporter.error(str(path), error)
+        if not loaded:
+            return
+        if archive:
+            names = _unique_names([p.name for p, _ in loaded])
+            result = api.compress_archive([im for _, im in loaded], names, codec.name)
+            write_atomic(output, result.data, overwrite=force)
+            total_in = sum(p.stat().st_size for p, _ in loaded)
+            subpixels = sum(im.subpixels for _, im in loaded)
+            reporter.say(_ratio_line(f"{len(loaded)} images -> {output}", len(result.data), subpixels, total_in))
+            return
+        batch = BATCH if codec.kind == "neural" else 1  # classical codecs gain nothing from batches
+        for start in range(0, len(loaded), batch):
+            chunk = loaded[start : start + batch]
+            results = api.compress_batch([im for _, im in chunk], codec.name)
+            for (path, image), result in zip(chunk, results):
+                try:
+                    if to_stdout:
+                        sys.stdout.buffer.write(result.data)
+                        sys.stdout.buffer.flush()
+                        target = "stdout"
+                    else:
+                        target = output or f"{path}.nzip"
+                        write_atomic(target, result.data, overwrite=force)
+                    reporter.say(_ratio_line(f"{path} -> {target}", len(result.data), image.subpixels, path.stat().st_size))
+                except _known_errors() as error:
+                    reporter.error(str(path), error)
+
+    _run(ctx, body)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            stem, dot, suffix = name.rpartition(".")
+            name = f"{stem}-{seen[name]}.{suffix}" if dot else f"{name}-{seen[name]}"
+        seen.setdefault(name, 0)
+        out.append(name)
+    return out
+
+
+def _safe_name(name: str, index: int) -> str:
+    """An archive entry name as a plain file name: no directories, no '..', ends in .png."""
+    base = name.replace("\\", "/").split("/")[-1].strip()
+    if base in ("", ".", "..") or base.startswith("."):
+        base = f"image{index:05d}"
+    if not base.lower().endswith(".png"):
+        base += ".png"
+    return base
+
+
+def _default_output(path: Path) -> Path:
+    name = path.name[:-5] if path.name.endswith(".nzip") and len(path.name) > 5 else path.name
+    if not name.lower().endswith(".png"):
+        name += ".png"
+    return path.with_name(name)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output PNG (single image) or directory (archive).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
+@click.pass_context
+def decompress(ctx, inputs, output, force, quiet):
+    """Restore images from .nzip files as PNG (pixels identical, checksum verified)."""
+    ctx.obj["quiet"] = quiet
+
+    def body(reporter: Reporter):
+        from . import api
+        from .container import unpack
+        from .images import png_bytes, write_atomic
+
+        _set_threads()
+        if output and len(inputs) > 1:
+            raise click.UsageError("-o takes one input")
+        for raw in inputs:
+            path = Path(raw)
+            try:
+                if path.is_dir():
+                    raise IsADirectoryError(f"{path}: is a directory")
+                data = path.read_bytes()
+                container = unpack(data)
+                started = time.perf_counter()
+                images = api.decode_container(container)
+                elapsed = time.perf_counter() - started
+                if container.archive:
+                    directory = Path(output) if output else _default_output(path).with_suffix("")
+                    directory.mkdir(parents=True, exist_ok=True)
+                    written = 0
+                    for index, (name, image) in enumerate(images):
+                        try:
+                            write_atomic(directory / _safe_name(name, index), png_bytes(image), overwrite=force)
+                            written += 1
+                        except _known_errors() as error:
+                            reporter.error(str(directory / _safe_name(name, index)), error)
+                    reporter.say(f"{path} -> {directory}/: {written} of {len(images)} images ({elapsed:.2f} s)")
+                else:
+                    target = Path(output) if output else _default_output(path)
+                    write_atomic(target, png_bytes(images[0][1]), overwrite=force)
+                    reporter.say(f"{path} -> {target}: {images[0][1].width}x{images[0][1].height} {images[0][1].mode}, exact ({elapsed:.2f} s)")
+            except _known_errors() as error:
+                reporter.error(str(path), error)
+
+    _run(ctx, body)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def info(ctx, inputs, as_json):
+    """Show what .nzip files contain (format, codec, model, images, sizes)."""
+
+    def body(reporter: Reporter):
+        from . import api
+
+        for raw in inputs:
+            path = Path(raw)
+            try:
+                if path.is_dir():
+                    raise IsADirectoryError(f"{path}: is a directory")
+                details = api.info(path.read_bytes())
+            except _known_errors() as error:
+                reporter.error(str(path), error)
+                continue
+            if as_json:
+                click.echo(json.dumps({"file": str(path), **details}))
+                continue
+            click.echo(f"{path}:")
+            click.echo(f"  format version {details['format_version']}, codec {details['codec']} (id {details['codec_id']}), "
+                       f"model hash {details['model_hash']}")
+            kind = "archive" + (", chained (bits-back)" if details["chained"] else "") if details["archive"] else "single image"
+            click.echo(f"  {kind}, {details['file_bytes']} bytes, {details['bits_per_subpixel']:.3f} bits/sub-pixel overall")
+            for image in details["images"]:
+                label = f"  {image['name'] or 'image'}: {image['width']}x{image['height']} {image['mode']}"
+                if image["payload_bytes"] is not None:
+                    label += f", payload {image['payload_bytes']} bytes ({image['bits_per_subpixel']:.3f} bits/sub-pixel)"
+                click.echo(label + f", crc32 {image['checksum']}")
+
+    _run(ctx, body)
+
+
+def benchmark_results() -> dict:
+    """The committed CIFAR-10 benchmark results, by codec name (empty if none)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "cifar10.json"
+    try:
+        return {c["name"].split("-")[0]: c for c in json.loads(path.read_text())["codecs"]}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+@main.command()
+@click.pass_context
+def models(ctx):
+    """List codecs and models with their measured CIFAR-10 test bits per dimension."""
+
+    def body(reporter: Reporter):
+        from . import codecs
+
+        results = benchmark_results()
+        default = codecs.default_codec_name()
+        click.echo(f"{'name':10} {'id':>3} {'kind':9} {'coded bpd':>9} {'NLL bpd':>8}  description")
+        for spec in codecs.SPECS:
+            available = codecs.spec_available(spec)
+            r = results.get(spec.name, {})
+            bpd = f"{r['bpd']:.3f}" if r.get("bpd") is not None else "-"
+            nll = f"{r['nll_bpd']:.3f}" if r.get("nll_bpd") is not None else "-"
+            note = "" if available else "  [weights not installed]"
+            mark = " (default)" if spec.name == default else ""
+            click.echo(f"{spec.name:10} {spec.codec_id:>3} {spec.kind:9} {bpd:>9} {nll:>8}  {spec.description}{mark}{note}")
+        if results:
+            click.echo("bpd: CIFAR-10 test set, all 10,000 images, from benchmarks/results/cifar10.json")
+
+    _run(ctx, body)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("family")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def train(family, args):
+    """Train a model family (resumable): nzip train pixelcnn --out runs/x [--data PATH] [key=value ...]."""
+    from .train import main as train_main
+
+    sys.exit(train_main([family, *args]))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", required=True, help="Shipped model name, e.g. pixelcnn.")
+@click.option("--data", help="CIFAR-10 path (for the test NLL on the card).")
+@click.option("--eval-images", type=int, default=None, help="Test images for the card's NLL (default all).")
+@click.pass_context
+def export(ctx, run_dir, name, data, eval_images):
+    """Export a training run's EMA weights to models/NAME.safetensors + NAME.json."""
+
+    def body(reporter: Reporter):
+        from .export import export_run
+
+        card = export_run(Path(run_dir), name, data, eval_images)
+        reporter.say(f"exported {name}: test NLL {card['test_nll_bpd']['float']:.4f} bpd (float, "
+                     f"{card['test_nll_bpd']['images']} images), sha256 {card['sha256'][:12]}")
+
+    _run(ctx, body)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,157 @@
+"""Classical lossless codecs behind the codec interface: PNG, WebP, JPEG-XL, JPEG 2000.
+
+The payload is the codec's own file (a .png, .webp, .jxl or .j2k stream), so a payload can
+be extracted and opened by any other tool. Settings are the strongest lossless ones:
+PNG with ``optimize``; WebP lossless, quality 100, method 6, ``exact`` (keeps colour under
+transparent pixels); JPEG-XL lossless, effort 9; JPEG 2000 reversible 5/3 wavelet with the
+reversible colour transform.
+
+Modes: each codec codes the modes its format stores exactly; grey images go to WebP as
+RGB with three equal channels, which decodes back to grey exactly.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from ..images import ImageError, PixelImage, decode_image_bytes, png_bytes, to_pil
+from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
+
+
+def _check_mode(codec: Codec, image: PixelImage, modes: tuple[str, ...]) -> None:
+    if image.mode not in modes:
+        raise UnsupportedImageError(f"{codec.name} cannot code {image.mode} images losslessly (it codes {', '.join(modes)})")
+
+
+def _decoded(codec: Codec, image: PixelImage, shape: ImageShape) -> PixelImage:
+    if image.mode != shape.mode or (image.width, image.height) != (shape.width, shape.height):
+        raise PayloadError(f"{codec.name} payload decodes to {image.mode} {image.width}x{image.height}, "
+                           f"expected {shape.mode} {shape.width}x{shape.height}")
+    return image
+
+
+class PngCodec(Codec):
+    name, codec_id, description = "png", 1, "PNG (Pillow, optimize)"
+    MODES = ("1", "L", "LA", "RGB", "RGBA", "P", "I;16")
+
+    def check(self, image):
+        _check_mode(self, image, self.MODES)
+
+    def encode(self, images):
+        for image in images:
+            self.check(image)
+        return Encoded([png_bytes(image, optimize=True) for image in images])
+
+    def decode(self, payloads, shapes):
+        out = []
+        for payload, shape in zip(payloads, shapes):
+            try:
+                image = decode_image_bytes(payload, "png payload")
+            except ImageError as error:
+                raise PayloadError(str(error)) from None
+            out.append(_decoded(self, image, shape))
+        return out
+
+
+class _PillowCodec(Codec):
+    """Codecs saved and opened through Pillow; grey (+alpha) travels as RGB(A)."""
+
+    FORMAT = ""
+    MODES = ("L", "LA", "RGB", "RGBA")
+    OPTIONS: dict = {}
+
+    def check(self, image):
+        _check_mode(self, image, self.MODES)
+
+    def _carrier(self, image: PixelImage) -> Image.Image:
+        pixels = image.pixels
+        if image.mode == "L":
+            pixels = np.repeat(pixels, 3, axis=2)
+        elif image.mode == "LA":
+            pixels = np.concatenate([np.repeat(pixels[:, :, :1], 3, axis=2), pixels[:, :, 1:]], axis=2)
+        mode = "RGBA" if pixels.shape[2] == 4 else "RGB"
+        return to_pil(PixelImage(mode, np.ascontiguousarray(pixels)))
+
+    def encode(self, images):
+        payloads = []
+        for image in images:
+            self.check(image)
+            buffer = io.BytesIO()
+            self._carrier(image).save(buffer, format=self.FORMAT, **self.OPTIONS)
+            payloads.append(buffer.getvalue())
+        return Encoded(payloads)
+
+    def decode(self, payloads, shapes):
+        out = []
+        for payload, shape in zip(payloads, shapes):
+            try:
+                with Image.open(io.BytesIO(payload)) as im:
+                    im.load()
+                    carrier = np.asarray(im.convert("RGBA" if im.mode in ("RGBA", "LA", "PA") else "RGB"))
+            except Exception as error:  # the plugins raise a variety of types on bad data
+                raise PayloadError(f"{self.name} payload does not decode ({type(error).__name__})") from None
+            out.append(_decoded(self, self._from_carrier(carrier, shape), shape))
+        return out
+
+    @staticmethod
+    def _from_carrier(pixels: np.ndarray, shape: ImageShape) -> PixelImage:
+        if shape.mode == "L":
+            return PixelImage("L", np.ascontiguousarray(pixels[:, :, :1]))
+        if shape.mode == "LA":
+            return PixelImage("LA", np.ascontiguousarray(pixels[:, :, [0, 3]]))
+        if shape.mode == "RGB":
+            return PixelImage("RGB", np.ascontiguousarray(pixels[:, :, :3]))
+        return PixelImage(shape.mode, np.ascontiguousarray(pixels))
+
+
+class WebpCodec(_PillowCodec):
+    name, codec_id, description = "webp", 2, "WebP lossless (quality 100, method 6)"
+    FORMAT = "WEBP"
+    OPTIONS = {"lossless": True, "quality": 100, "method": 6, "exact": True}
+
+
+class JxlCodec(_PillowCodec):
+    name, codec_id, description = "jxl", 3, "JPEG-XL lossless (effort 9)"
+    FORMAT = "JXL"
+    OPTIONS = {"lossless": True, "effort": 9, "use_container": False}
+
+    def __init__(self):
+        import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
+
+
+class J2kCodec(Codec):
+    name, codec_id, description = "j2k", 4, "JPEG 2000 reversible with colour transform (OpenJPEG)"
+    MODES = ("L", "RGB", "RGBA", "I;16")
+
+    def __init__(self):
+        import imagecodecs
+
+        self._codecs = imagecodecs
+
+    def check(self, image):
+        _check_mode(self, image, self.MODES)
+
+    def encode(self, images):
+        payloads = []
+        for image in images:
+            self.check(image)
+            pixels = image.pixels[:, :, 0] if image.channels == 1 else image.pixels
+            payloads.append(bytes(self._codecs.jpeg2k_encode(
+                np.ascontiguousarray(pixels), level=0, reversible=True, mct=image.channels >= 3, codecformat="j2k")))
+        return Encoded(payloads)
+
+    def decode(self, payloads, shapes):
+        out = []
+        for payload, shape in zip(payloads, shapes):
+            try:
+                pixels = np.asarray(self._codecs.jpeg2k_decode(payload))
+            except Exception as error:
+                raise PayloadError(f"j2k payload does not decode ({type(error).__name__})") from None
+            if pixels.ndim == 2:
+                pixels = pixels[:, :, None]
+            dtype = np.uint16 if shape.mode == "I;16" else np.uint8
+            out.append(_decoded(self, PixelImage(shape.mode, np.ascontiguousarray(pixels.astype(dtype))), shape))
+        return out

@@ -1,0 +1,287 @@
+"""The entropy-coding layer: integer frequency tables and ANS coding.
+
+This is the only module that talks to ``constriction`` (pinned: its arithmetic is part of the
+file format). Everything a codec hands to it is already an exact integer table, so coding is
+a pure function of integers and decodes identically everywhere.
+
+Conventions
+-----------
+* ``PRECISION = 24``: every table is a vector of *frequencies* (positive integers) that sum
+  to exactly ``2**24``. Every symbol has at least frequency 1, so every symbol is codable.
+* :func:`frequencies_from_probabilities` is the one float -> integer routine. It uses only
+  IEEE-754 basic operations (division, multiplication, floor) and sequential sums, so a
+  given float table gives the same integers on every machine.
+* :func:`binary_frequency` turns an exact integer split ``(left, right)`` into the 24-bit
+  frequency of the left branch (codecs that code a value as a walk down a binary tree).
+* Streams are constriction ``AnsCoder`` stacks (32-bit words, 64-bit state). Symbols are
+  pushed in reverse so that they pop in the given order. :class:`BatchAnsDecoder` pops from
+  many independent streams at once with numpy, bit-compatible with constriction's decoder
+  (tests check this), which is what makes batched decoding of many files fast.
+* :class:`AnsStack` exposes push/pop of a message for bits-back coding: ``pop`` with a
+  model samples from the stream, ``push`` gives the bits back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    import constriction
+except ImportError as error:  # pragma: no cover - constriction is a hard dependency
+    raise ImportError("neuralzip needs constriction==0.5.0 (pip install constriction==0.5.0)") from error
+
+PRECISION = 24
+TOTAL = 1 << PRECISION
+_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+
+
+class CodingError(Exception):
+    """A table or stream that cannot be coded (a bug in a codec, or a corrupt payload)."""
+
+
+# ---- integer tables -------------------------------------------------------------------------
+
+def frequencies_from_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """Float probability rows -> integer frequencies, every entry >= 1, each row summing to 2**24.
+
+    ``probabilities``: float array [..., K], non-negative, any positive row sum (rows need
+    not be normalised). Returns int64 of the same shape.
+
+    Rule: ``f_i = 1 + floor(p_i / S * (2**24 - K))`` with ``S`` the sequential sum of the
+    row; the few counts that the floors leave over go to the row's most probable symbol
+    (the first one on ties). Only IEEE basic operations are used, so the result is the same
+    on every platform for the same input.
+    """
+    p = np.ascontiguousarray(probabilities, dtype=np.float64)
+    k = p.shape[-1]
+    if k < 1 or k > TOTAL // 2:
+        raise CodingError(f"cannot make a {PRECISION}-bit table for {k} symbols")
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise CodingError("probabilities must be finite and non-negative")
+    sums = np.cumsum(p, axis=-1)[..., -1:]
+    if np.any(sums <= 0):
+        raise CodingError("a probability row sums to zero")
+    counts = 1 + np.floor(p / sums * float(TOTAL - k)).astype(np.int64)
+    deficit = TOTAL - counts.sum(axis=-1)
+    top = np.argmax(p, axis=-1)
+    np.put_along_axis(counts, top[..., None], np.take_along_axis(counts, top[..., None], -1) + deficit[..., None], -1)
+    return counts
+
+
+def frequencies_from_cumulative(cumulative: np.ndarray) -> np.ndarray:
+    """Exact non-decreasing integer cumulative values [..., K+1] -> frequencies [..., K].
+
+    Used where a model gives an exact integer CDF (any total): each symbol gets its share of
+    ``2**24 - K`` by exact integer arithmetic plus one, remainder to the largest share.
+    """
+    c = np.asarray(cumulative, dtype=np.int64)
+    widths = np.diff(c, axis=-1)
+    if np.any(widths < 0):
+        raise CodingError("cumulative table decreases")
+    return frequencies_from_probabilities(widths.astype(np.float64))
+
+
+def binary_frequency(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Frequency (1 .. 2**24-1) of the left branch for exact positive weights ``left``, ``right``.
+
+    ``left`` and ``right`` are integers below 2**53 (exactly representable as float64). The
+    float64 division and multiplication are correctly rounded IEEE operations, so the result
+    is a deterministic function of the two integers on every machine.
+    """
+    left = np.asarray(left, dtype=np.float64)
+    right = np.asarray(right, dtype=np.float64)
+    share = np.floor(left / (left + right) * float(TOTAL - 2)).astype(np.int64)
+    return 1 + np.clip(share, 0, TOTAL - 2)
+
+
+def cumulative_from_frequencies(frequencies: np.ndarray) -> np.ndarray:
+    """[..., K] frequencies -> [..., K+1] left cumulative values starting at 0, ending at 2**24."""
+    f = np.asarray(frequencies, dtype=np.int64)
+    zeros = np.zeros(f.shape[:-1] + (1,), dtype=np.int64)
+    return np.concatenate([zeros, np.cumsum(f, axis=-1)], axis=-1)
+
+
+def information_bits(symbols: np.ndarray, frequencies: np.ndarray) -> float:
+    """Ideal code length in bits of ``symbols`` under integer ``frequencies`` [n, K]."""
+    f = np.take_along_axis(np.asarray(frequencies), np.asarray(symbols, np.int64)[:, None], 1)[:, 0]
+    return float(np.sum(PRECISION - np.log2(f.astype(np.float64))))
+
+
+def _check_table(symbols: np.ndarray, frequencies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    symbols = np.ascontiguousarray(symbols, dtype=np.int32).reshape(-1)
+    frequencies = np.ascontiguousarray(frequencies, dtype=np.int64)
+    if frequencies.ndim != 2 or frequencies.shape[0] != symbols.shape[0]:
+        raise CodingError(f"need one frequency row per symbol, got {frequencies.shape} for {symbols.shape}")
+    if np.any(frequencies < 1) or np.any(frequencies.sum(axis=1) != TOTAL):
+        raise CodingError(f"frequencies must be >= 1 and sum to 2**{PRECISION}")
+    if np.any(symbols < 0) or np.any(symbols >= frequencies.shape[1]):
+        raise CodingError("symbol outside its table")
+    return symbols, frequencies
+
+
+def _constriction_counts(frequencies: np.ndarray) -> np.ndarray:
+    """constriction's Categorical(perfect=False) turns counts c summing to 2**24 - K into
+    frequencies exactly c + 1 (scale exactly 1); this is the inverse of that step."""
+    return np.ascontiguousarray(frequencies - 1, dtype=np.float64)
+
+
+# ---- streams --------------------------------------------------------------------------------
+
+def encode(symbols: np.ndarray, frequencies: np.ndarray, words: np.ndarray | None = None) -> np.ndarray:
+    """Push ``symbols`` (with their tables) onto an ANS stream so that they decode in order.
+
+    ``words``: an existing stream to push onto (None: a new one). Returns the uint32 words.
+    """
+    symbols, frequencies = _check_table(symbols, frequencies)
+    coder = constriction.stream.stack.AnsCoder() if words is None else constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, np.uint32))
+    if len(symbols) and frequencies.shape[1] > 1:  # a one-symbol alphabet carries no information
+        coder.encode_reverse(symbols, _CATEGORICAL, _constriction_counts(frequencies))
+    return coder.get_compressed()
+
+
+def decode(words: np.ndarray, frequencies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pop ``len(frequencies)`` symbols; returns (symbols int64, remaining words)."""
+    frequencies = np.ascontiguousarray(frequencies, dtype=np.int64)
+    coder = _stream(words)
+    if len(frequencies) == 0 or frequencies.shape[1] == 1:
+        return np.zeros(len(frequencies), np.int64), coder.get_compressed()
+    symbols = coder.decode(_CATEGORICAL, _constriction_counts(frequencies))
+    return symbols.astype(np.int64), coder.get_compressed()
+
+
+def _stream(words: np.ndarray):
+    words = np.ascontiguousarray(words, dtype=np.uint32)
+    if len(words) and words[-1] == 0:
+        raise CodingError("corrupt stream: last word is zero")
+    return constriction.stream.stack.AnsCoder(words)
+
+
+class AnsStack:
+    """A mutable ANS stack for bits-back coding: push and pop symbols with integer tables.
+
+    ``AnsStack(words)`` continues an existing stream; ``AnsStack.seeded(n, seed)`` starts
+    from ``n`` pseudo-random words that both sides can regenerate (so they need not be
+    stored): popping from them is how the very first image of a bits-back chain gets its
+    "initial bits".
+    """
+
+    def __init__(self, words: np.ndarray | None = None):
+        self._coder = constriction.stream.stack.AnsCoder() if words is None else _stream(words)
+
+    @classmethod
+    def seeded(cls, n_words: int, seed: int) -> "AnsStack":
+        return cls(seed_words(n_words, seed))
+
+    def push(self, symbols: np.ndarray, frequencies: np.ndarray) -> None:
+        """Encode so that a following ``pop`` with the same tables returns ``symbols`` in order."""
+        symbols, frequencies = _check_table(symbols, frequencies)
+        if len(symbols) and frequencies.shape[1] > 1:
+            self._coder.encode_reverse(symbols, _CATEGORICAL, _constriction_counts(frequencies))
+
+    def pop(self, frequencies: np.ndarray) -> np.ndarray:
+        frequencies = np.ascontiguousarray(frequencies, dtype=np.int64)
+        if len(frequencies) == 0 or frequencies.shape[1] == 1:
+            return np.zeros(len(frequencies), np.int64)
+        return self._coder.decode(_CATEGORICAL, _constriction_counts(frequencies)).astype(np.int64)
+
+    def words(self) -> np.ndarray:
+        return self._coder.get_compressed()
+
+    def num_bits(self) -> int:
+        return int(self._coder.num_bits())
+
+
+def stream_to_bytes(words: np.ndarray) -> bytes:
+    """Little-endian bytes of a stream, without the last word's zero high bytes.
+
+    A stream's last word is never zero (constriction's invariant), so at most three zero
+    bytes are dropped and :func:`bytes_to_stream` restores them unambiguously; this saves
+    about 12 bits per stream on average."""
+    return np.ascontiguousarray(words, dtype="<u4").tobytes().rstrip(b"\x00")
+
+
+def bytes_to_stream(data: bytes) -> np.ndarray:
+    """Inverse of :func:`stream_to_bytes`."""
+    padded = bytes(data) + b"\x00" * (-len(data) % 4)
+    words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
+    if len(words) and words[-1] == 0:
+        raise CodingError("corrupt stream: last word is zero")
+    return words
+
+
+def seed_words(n_words: int, seed: int) -> np.ndarray:
+    """Deterministic pseudo-random uint32 words (PCG64 via numpy; the last word is non-zero)."""
+    words = np.random.Generator(np.random.PCG64(seed)).integers(0, 2**32, size=n_words, dtype=np.uint64)
+    words = words.astype(np.uint32)
+    if n_words:
+        words[-1] |= 1
+    return words
+
+
+class BatchAnsDecoder:
+    """Pops symbols from many independent ANS streams at once (one symbol per stream per call).
+
+    Bit-compatible with constriction's ``AnsCoder`` (32-bit words, 64-bit state, 24-bit
+    precision): stream i initialised from ``streams[i]`` pops exactly what
+    ``AnsCoder(streams[i]).decode`` would. Streams may differ in length.
+    """
+
+    def __init__(self, streams: list[np.ndarray]):
+        lengths = np.array([len(s) for s in streams], dtype=np.int64)
+        self._words = np.concatenate([np.asarray(s, np.uint64) for s in streams] + [np.zeros(1, np.uint64)])
+        self._begin = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self._next = self._begin + lengths - 1  # index of the next word to read (stack top)
+        n = len(streams)
+        state = np.zeros(n, dtype=np.uint64)
+        for i in range(n):  # initial state: words from the top until it holds >= 2**32
+            if lengths[i] == 0:
+                continue
+            if self._words[self._next[i]] == 0:
+                raise CodingError("corrupt stream: last word is zero")
+            s = int(self._words[self._next[i]])
+            self._next[i] -= 1
+            while self._next[i] >= self._begin[i] and s < (1 << 32):
+                s = (s << 32) | int(self._words[self._next[i]])
+                self._next[i] -= 1
+            state[i] = s
+        self._state = state
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def decode(self, cumulative: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        """One symbol per stream; ``cumulative``: int64 [n, K+1] (0 .. 2**24). Streams where
+        ``active`` is False are left untouched (their result is 0)."""
+        state = self._state
+        quantile = state & np.uint64(TOTAL - 1)
+        cum = np.asarray(cumulative, dtype=np.int64)
+        symbol = (cum[:, 1:-1] <= quantile.astype(np.int64)[:, None]).sum(axis=1)
+        left = np.take_along_axis(cum, symbol[:, None], 1)[:, 0]
+        freq = np.take_along_axis(cum, symbol[:, None] + 1, 1)[:, 0] - left
+        new_state = (state >> np.uint64(PRECISION)) * freq.astype(np.uint64) + (quantile - left.astype(np.uint64))
+        if active is not None:
+            new_state = np.where(active, new_state, state)
+            symbol = np.where(active, symbol, 0)
+        refill = (new_state < np.uint64(1 << 32)) & (self._next >= self._begin)
+        if active is not None:
+            refill &= active
+        if np.any(refill):
+            word = self._words[np.where(refill, self._next, len(self._words) - 1)]
+            new_state = np.where(refill, (new_state << np.uint64(32)) | word, new_state)
+            self._next = np.where(refill, self._next - 1, self._next)
+        self._state = new_state
+        return symbol
+
+    def decode_binary(self, left_frequency: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        """One bit per stream; symbol 0 has frequency ``left_frequency``, symbol 1 the rest."""
+        f = np.asarray(left_frequency, dtype=np.int64)
+        cum = np.stack([np.zeros_like(f), f, np.full_like(f, TOTAL)], axis=1)
+        return self.decode(cum, active)
+
+    def exhausted(self) -> np.ndarray:
+        """True for streams whose words are all consumed and whose state holds no data."""
+        return (self._next < self._begin) & (self._state == np.uint64(0))
+
+    def remaining_words(self) -> np.ndarray:
+        """Unread bulk words per stream (a fully decoded stream of ours leaves none)."""
+        return self._next - self._begin + 1

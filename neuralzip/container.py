@@ -1,0 +1,252 @@
+"""The .nzip container (specified in docs/FORMAT.md). Pure bytes: no torch, no pickle.
+
+Single image (all integers little-endian; ``varint`` = unsigned LEB128)::
+
+    magic        4  b"NZIP"
+    version      1  FORMAT_VERSION
+    codec id     1  stable id of the codec/model (see neuralzip.codecs.registry)
+    model hash   4  first 4 bytes of the model weights' SHA-256 (zeros for classical codecs)
+    flags        1  bit 7: archive; bits 0-6: image mode id (MODES)
+    width        varint
+    height       varint
+    checksum     4  CRC-32 of the canonical pixel bytes (see neuralzip.images.pixel_checksum)
+    payload len  varint
+    payload      payload len bytes
+
+A 32x32 RGB image with a payload under 16 KiB has a 19-byte header.
+
+Archive (flags bit 7 set, mode bits zero)::
+
+    magic, version, codec id, model hash, flags   (11 bytes, as above)
+    count        varint  number of images
+    chained      1       1: one shared payload for all images (bits-back), 0: one each
+    per image:   name length varint, name (UTF-8), mode id 1, width varint, height varint,
+                 checksum 4, [payload len varint, payload]  (payload here unless chained)
+    if chained:  payload len varint, payload
+
+Parsing never allocates more than the bytes present: every length is checked against the
+remaining input first, and image sides against MAX_SIDE.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+MAGIC = b"NZIP"
+FORMAT_VERSION = 1
+MAX_SIDE = 1 << 20
+MAX_NAME = 1024
+MAX_COUNT = 1 << 24
+ARCHIVE_FLAG = 0x80
+
+# Stable ids: never renumber, only append.
+MODES = {
+    "L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "1": 5, "P": 6, "PA": 7, "I;16": 8, "I": 9, "F": 10,
+    "CMYK": 11, "YCbCr": 12, "LAB": 13, "HSV": 14, "I;16B": 15, "RGB;16": 16, "RGBA;16": 17,
+    "LA;16": 18,
+}
+MODE_NAMES = {v: k for k, v in MODES.items()}
+
+
+class FormatError(Exception):
+    """A .nzip file that cannot be decoded; subclasses say why."""
+
+
+class NotNzipError(FormatError):
+    pass
+
+
+class UnsupportedVersionError(FormatError):
+    pass
+
+
+class UnknownModelError(FormatError):
+    pass
+
+
+class ModelMismatchError(FormatError):
+    pass
+
+
+class TruncatedError(FormatError):
+    pass
+
+
+class CorruptError(FormatError):
+    pass
+
+
+class ChecksumError(FormatError):
+    pass
+
+
+@dataclass
+class Entry:
+    """One image in a container: its metadata and (unless chained) its payload."""
+
+    name: str
+    mode: str
+    width: int
+    height: int
+    checksum: int
+    payload: bytes = b""
+
+
+@dataclass
+class Container:
+    codec_id: int
+    model_hash: bytes
+    entries: list[Entry] = field(default_factory=list)
+    archive: bool = False
+    chained_payload: bytes | None = None  # archives of chained codecs only
+
+    @property
+    def chained(self) -> bool:
+        return self.chained_payload is not None
+
+
+def _varint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("varint of a negative number")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data = memoryview(data)
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if n > len(self.data) - self.pos:
+            raise TruncatedError(f"file is truncated (in {what}: needs {n} more bytes, {len(self.data) - self.pos} left)")
+        out = bytes(self.data[self.pos : self.pos + n])
+        self.pos += n
+        return out
+
+    def byte(self, what: str) -> int:
+        return self.take(1, what)[0]
+
+    def varint(self, what: str, limit: int) -> int:
+        value, shift = 0, 0
+        while True:
+            byte = self.byte(what)
+            value |= (byte & 0x7F) << shift
+            if value > limit:
+                raise CorruptError(f"corrupt header: {what} {value} exceeds {limit}")
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise CorruptError(f"corrupt header: {what} is not a valid number")
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+
+def _prefix(codec_id: int, model_hash: bytes, flags: int) -> bytes:
+    if len(model_hash) != 4:
+        raise ValueError("model hash must be 4 bytes")
+    return MAGIC + bytes([FORMAT_VERSION, codec_id]) + model_hash + bytes([flags])
+
+
+def _image_fields(entry: Entry) -> bytes:
+    return _varint(entry.width) + _varint(entry.height) + struct.pack("<I", entry.checksum)
+
+
+def pack(container: Container) -> bytes:
+    """Serialise a container (single image unless ``archive`` or several entries)."""
+    if not container.archive:
+        if len(container.entries) != 1 or container.chained:
+            raise ValueError("a single-image container holds exactly one entry and its own payload")
+        entry = container.entries[0]
+        return (_prefix(container.codec_id, container.model_hash, MODES[entry.mode])
+                + _image_fields(entry) + _varint(len(entry.payload)) + entry.payload)
+    out = bytearray(_prefix(container.codec_id, container.model_hash, ARCHIVE_FLAG))
+    out += _varint(len(container.entries)) + bytes([1 if container.chained else 0])
+    for entry in container.entries:
+        name = entry.name.encode("utf-8")
+        out += _varint(len(name)) + name + bytes([MODES[entry.mode]]) + _image_fields(entry)
+        if not container.chained:
+            out += _varint(len(entry.payload)) + entry.payload
+    if container.chained:
+        out += _varint(len(container.chained_payload)) + container.chained_payload
+    return bytes(out)
+
+
+def _mode(mode_id: int) -> str:
+    if mode_id not in MODE_NAMES:
+        raise CorruptError(f"corrupt header: unknown image mode id {mode_id}")
+    return MODE_NAMES[mode_id]
+
+
+def _image(reader: _Reader, name: str, mode: str) -> Entry:
+    width = reader.varint("width", MAX_SIDE)
+    height = reader.varint("height", MAX_SIDE)
+    if width == 0 or height == 0:
+        raise CorruptError("corrupt header: zero image side")
+    (checksum,) = struct.unpack("<I", reader.take(4, "checksum"))
+    return Entry(name, mode, width, height, checksum)
+
+
+def _payload(reader: _Reader, what: str) -> bytes:
+    length = reader.varint(f"{what} length", 1 << 40)
+    return reader.take(length, what)
+
+
+def unpack(data: bytes) -> Container:
+    """Parse a container. Raises a :class:`FormatError` subclass naming the problem."""
+    if len(data) == 0:
+        raise NotNzipError("empty file, not a .nzip file")
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        if len(data) < len(MAGIC) and MAGIC.startswith(bytes(data)):
+            raise TruncatedError("file is truncated (inside the magic number)")
+        raise NotNzipError("not a .nzip file (wrong magic number)")
+    reader = _Reader(data)
+    reader.take(len(MAGIC), "magic")
+    version = reader.byte("version")
+    if version != FORMAT_VERSION:
+        raise UnsupportedVersionError(f"unsupported .nzip format version {version} (this nzip reads version {FORMAT_VERSION})")
+    codec_id = reader.byte("codec id")
+    model_hash = reader.take(4, "model hash")
+    flags = reader.byte("flags")
+    if not flags & ARCHIVE_FLAG:
+        entry = _image(reader, "", _mode(flags & 0x7F))
+        entry.payload = _payload(reader, "payload")
+        _expect_end(reader)
+        return Container(codec_id, model_hash, [entry])
+    if flags & 0x7F:
+        raise CorruptError("corrupt header: archive flags carry a mode")
+    count = reader.varint("image count", MAX_COUNT)
+    chained_flag = reader.byte("chained flag")
+    if chained_flag not in (0, 1):
+        raise CorruptError("corrupt header: bad chained flag")
+    if count > reader.remaining():  # every entry takes at least one byte
+        raise TruncatedError(f"file is truncated (announces {count} images)")
+    entries = []
+    for _ in range(count):
+        name_length = reader.varint("name length", MAX_NAME)
+        try:
+            name = reader.take(name_length, "name").decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptError("corrupt archive: an image name is not UTF-8") from None
+        entry = _image(reader, name, _mode(reader.byte("mode")))
+        if not chained_flag:
+            entry.payload = _payload(reader, "payload")
+        entries.append(entry)
+    chained = _payload(reader, "shared payload") if chained_flag else None
+    _expect_end(reader)
+    return Container(codec_id, model_hash, entries, archive=True, chained_payload=chained)
+
+
+def _expect_end(reader: _Reader) -> None:
+    if reader.remaining():
+        raise CorruptError(f"corrupt file: {reader.remaining()} unexpected bytes after the payload")

@@ -1,0 +1,209 @@
+"""Exact coding tables of a discretized logistic mixture (the integer twin of
+:func:`neuralzip.distributions.mixture_log_likelihood`).
+
+Input: the integer head of an exact network (fixed point, 2**-ACT_FRAC), same layout as the
+float head (:class:`~neuralzip.distributions.MixtureLayout`). Output: for each sub-pixel, an
+exact integer cumulative function ``G(i)``, i = 0..256, over the bin edges, from which a value
+is coded as 8 binary decisions (a walk down the balanced tree of intervals [lo, hi)).
+
+All arithmetic is on int64 with lookup tables built by :mod:`.fixedpoint`, so the encoder
+and decoder compute the same integers on every machine:
+
+* mixture weights ``w_k = EXP[max_j l_j - l_k]`` (2**16 = the largest component), and after
+  each channel the posterior weights ``w_k * p_k(value)`` (exactly renormalised), so that
+  coding channel by channel factorises PixelCNN++'s joint mixture exactly;
+* means in 2**-13 pixel units: ``(m + 4096) * 255 + sum_j tanh(c_j) * (2 v_j - 255)``, where
+  v_j are the already known values of earlier channels (the R -> G -> B coupling);
+* ``z = (edge - mean) * INV_SCALE[log_scale]`` rounded to 2**-12, and
+  ``F = SIGMOID[z]`` in 2**-30 units;
+* ``G(i) = sum_k w_k F_k(edge_i) + i * FLOOR`` with ``G(0) = 0`` and
+  ``G(256) = sum_k w_k 2**30 + 256 * FLOOR``, so every bin has weight >= FLOOR. All values
+  stay below 2**50, so the binary splits are exact float64 integers.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ..coding import binary_frequency
+from ..distributions import LOG_SCALE_MIN, MixtureLayout, pair_index
+from .fixedpoint import ACT_FRAC, ACT_ONE, det_exp, det_sigmoid, to_fixed
+
+BITS = 8
+LEVELS = 1 << BITS
+CDF_FRAC = 30
+Z_FRAC = 12
+Z_SPAN = 24 << Z_FRAC  # the logistic CDF is 0 or 1 to within 2**-34 beyond |z| = 24
+GUARD = 30  # extra bits of the inverse-scale table
+MEAN_ONE = 1 << 13  # one pixel in mean units
+LOG_SCALE_LOW = int(LOG_SCALE_MIN) * ACT_ONE
+LOG_SCALE_HIGH = 7 * ACT_ONE
+WEIGHT_FRAC = 16
+WEIGHT_SPAN = 12 * ACT_ONE  # components 12 nats below the best one weigh nothing
+# Every bin weighs at least FLOOR: with the best component at weight 2**16 this bounds any
+# bin's probability below by about 2**-35, so a value far in the tails costs at most ~35
+# bits, while all floors together take under 2**-22 of the mass.
+FLOOR = 1 << (CDF_FRAC + WEIGHT_FRAC - 32)
+TANH_SPAN = 8 * ACT_ONE
+# Means never need clamping in practice (|head| <= 2**20 keeps them within 2**29); the bound
+# only documents that distance * inverse scale stays below 2**62 in int64.
+MEAN_LOW, MEAN_HIGH = -(1 << 29), 1 << 29
+
+
+@functools.lru_cache(maxsize=None)
+def _tables():
+    z = np.arange(-Z_SPAN, Z_SPAN + 1, dtype=np.float64) / (1 << Z_FRAC)
+    sigmoid = to_fixed(det_sigmoid(z), CDF_FRAC)
+    log_scale = np.arange(LOG_SCALE_LOW, LOG_SCALE_HIGH + 1, dtype=np.float64) / ACT_ONE
+    # z per mean unit: 1 / (scale in pixels * MEAN_ONE), scale in pixels = 127.5 * exp(log_scale)
+    inverse_scale = np.rint(det_exp(-log_scale) / (127.5 * MEAN_ONE) * float(1 << (Z_FRAC + GUARD))).astype(np.int64)
+    weight = to_fixed(det_exp(-np.arange(WEIGHT_SPAN + 1, dtype=np.float64) / ACT_ONE), WEIGHT_FRAC)
+    t = np.arange(-TANH_SPAN, TANH_SPAN + 1, dtype=np.float64) / ACT_ONE
+    tanh = to_fixed(1.0 - 2.0 / (det_exp(2.0 * t) + 1.0), ACT_FRAC)
+    pixel_to_input = to_fixed((2.0 * np.arange(LEVELS) - 255.0) / 255.0, ACT_FRAC)
+    return sigmoid, inverse_scale, weight, tanh, pixel_to_input
+
+
+def pixel_to_input(values: np.ndarray) -> np.ndarray:
+    """Sub-pixel values 0..255 -> the network's integer input (2v/255 - 1 in 2**-12 units)."""
+    return _tables()[4][np.asarray(values, dtype=np.int64)]
+
+
+class ChannelParameters:
+    """The components of one channel at N pixels: means (before coupling), inverse scales,
+    couplings; int64 [N, K] (couplings [N, c, K] for the c earlier channels)."""
+
+    def __init__(self, means, inverse_scales, couplings):
+        self.means = means
+        self.inverse_scales = inverse_scales
+        self.couplings = couplings
+
+    def coupled_means(self, earlier_values: np.ndarray) -> np.ndarray:
+        """Means in 2**-13 pixel units given the earlier channels' values [N, c]."""
+        means = self.means.copy()
+        for j in range(self.couplings.shape[1]):
+            means += self.couplings[:, j] * (2 * earlier_values[:, j : j + 1].astype(np.int64) - 255)
+        return np.clip(means, MEAN_LOW, MEAN_HIGH)
+
+    def component_cdf(self, edges: np.ndarray, means: np.ndarray) -> np.ndarray:
+        """Each component's CDF (2**-30 units) at edge indices ``edges`` [N, M] -> [N, M, K];
+        edge 0 is -inf (0) and edge 256 is +inf (2**30)."""
+        sigmoid = _tables()[0]
+        edges = edges.astype(np.int64)
+        edge_units = (2 * edges - 1) * (MEAN_ONE // 2)  # edge i lies at i - 0.5 px
+        distance = edge_units[:, :, None] - means[:, None, :]
+        z = (distance * self.inverse_scales[:, None, :] + (1 << (GUARD - 1))) >> GUARD
+        cdf = sigmoid[np.clip(z, -Z_SPAN, Z_SPAN) + Z_SPAN]
+        cdf = np.where(edges[:, :, None] <= 0, 0, cdf)
+        return np.where(edges[:, :, None] >= LEVELS, 1 << CDF_FRAC, cdf)
+
+    def cumulative(self, edges: np.ndarray, means: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """G at edge indices ``edges`` int [N, M] (0..256) under component ``weights`` -> [N, M]."""
+        total = (self.component_cdf(edges, means) * weights[:, None, :]).sum(axis=2)
+        return total + edges.astype(np.int64) * FLOOR
+
+    def bin_probabilities(self, values: np.ndarray, means: np.ndarray) -> np.ndarray:
+        """Each component's probability (2**-30 units) of the bin of ``values`` [N] -> [N, K]."""
+        cdf = self.component_cdf(np.stack([values, values + 1], axis=1), means)
+        return cdf[:, 1] - cdf[:, 0]
+
+
+def posterior_weights(weights: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Component weights after seeing a channel's value: ``w_k * p_k(value)``, scaled down by
+    a power of two so the largest is below 2**WEIGHT_FRAC again (exact integer arithmetic).
+    Where every product is zero (a value in all components' far tails) the weights stay."""
+    product = weights * probabilities  # < 2**46
+    top = product.max(axis=1, keepdims=True)
+    # frexp is exact here: the products are integers below 2**53.
+    shift = np.maximum(np.frexp(top.astype(np.float64))[1].astype(np.int64) - WEIGHT_FRAC, 0)
+    return np.where(top > 0, product >> shift, weights)
+
+
+class ExactMixture:
+    """Turns integer head outputs into per-channel parameters and binary coding decisions."""
+
+    def __init__(self, layout: MixtureLayout):
+        self.layout = layout
+
+    def channel_parameters(self, head: np.ndarray) -> tuple[np.ndarray, list[ChannelParameters]]:
+        """``head``: int64 [N, layout.size] -> (prior component weights [N, K], one
+        :class:`ChannelParameters` per channel)."""
+        _, inverse_scale, weight_table, tanh, _ = _tables()
+        k, c = self.layout.mixtures, self.layout.channels
+        head = np.asarray(head, dtype=np.int64)
+        logits = head[:, :k]
+        weights = weight_table[np.minimum(logits.max(axis=1, keepdims=True) - logits, WEIGHT_SPAN)]
+        couplings_at = k + 2 * c * k
+        out = []
+        for channel in range(c):
+            mean = head[:, k + channel * k : k + (channel + 1) * k]
+            log_scale = head[:, k + c * k + channel * k : k + c * k + (channel + 1) * k]
+            inverse = inverse_scale[np.clip(log_scale, LOG_SCALE_LOW, LOG_SCALE_HIGH) - LOG_SCALE_LOW]
+            pairs = [couplings_at + pair_index(channel, j) * k for j in range(channel)]
+            couplings = (np.stack([tanh[np.clip(head[:, p : p + k], -TANH_SPAN, TANH_SPAN) + TANH_SPAN] for p in pairs], axis=1)
+                         if pairs else np.zeros((len(head), 0, k), dtype=np.int64))
+            out.append(ChannelParameters((mean + ACT_ONE) * 255, inverse, couplings))
+        return weights, out
+
+    # ---- encoder ---------------------------------------------------------------------------
+    def decisions(self, head: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All binary decisions coding ``values`` uint8 [N, C] under ``head`` [N, size].
+
+        Channels are coded in order, each under the mixture whose component weights are the
+        posterior given the earlier channels (the joint mixture of PixelCNN++ factorised
+        exactly). Returns (bits, left frequencies), each int64 [N, C, 8], in decoding order:
+        channel by channel, most significant decision first."""
+        values = np.asarray(values, dtype=np.int64)
+        n, c = values.shape
+        bits = np.zeros((n, c, BITS), dtype=np.int64)
+        frequencies = np.zeros((n, c, BITS), dtype=np.int64)
+        width = LEVELS >> np.arange(BITS)  # interval width at each depth
+        weights, channels = self.channel_parameters(head)
+        for channel, params in enumerate(channels):
+            v = values[:, channel : channel + 1]
+            means = params.coupled_means(values[:, :channel])
+            mids = (v // width) * width + width // 2
+            g_mid = params.cumulative(mids, means, weights)
+            g_low = np.zeros(n, dtype=np.int64)
+            g_high = params.cumulative(np.full((n, 1), LEVELS), means, weights)[:, 0]
+            b = (v >= mids).astype(np.int64)
+            for d in range(BITS):
+                frequencies[:, channel, d] = binary_frequency(g_mid[:, d] - g_low, g_high - g_mid[:, d])
+                g_low = np.where(b[:, d] == 1, g_mid[:, d], g_low)
+                g_high = np.where(b[:, d] == 1, g_high, g_mid[:, d])
+            bits[:, channel] = b
+            if channel + 1 < c:
+                weights = posterior_weights(weights, params.bin_probabilities(values[:, channel], means))
+        return bits, frequencies
+
+    # ---- decoder ---------------------------------------------------------------------------
+    def decode_pixel(self, head: np.ndarray, decode_bit) -> np.ndarray:
+        """Decode one pixel (all channels) for N streams. ``decode_bit(left_frequency)``
+        pops one bit per stream. Returns uint8 values [N, C]."""
+        n = len(head)
+        c = self.layout.channels
+        values = np.zeros((n, c), dtype=np.int64)
+        weights, channels = self.channel_parameters(head)
+        for channel, params in enumerate(channels):
+            means = params.coupled_means(values[:, :channel])
+            low = np.zeros(n, dtype=np.int64)
+            g_low = np.zeros(n, dtype=np.int64)
+            g_high = params.cumulative(np.full((n, 1), LEVELS), means, weights)[:, 0]
+            for d in range(BITS):
+                mid = low + (LEVELS >> (d + 1))
+                g_mid = params.cumulative(mid[:, None], means, weights)[:, 0]
+                bit = decode_bit(binary_frequency(g_mid - g_low, g_high - g_mid))
+                low = np.where(bit == 1, mid, low)
+                g_low = np.where(bit == 1, g_mid, g_low)
+                g_high = np.where(bit == 1, g_high, g_mid)
+            values[:, channel] = low
+            if channel + 1 < c:
+                weights = posterior_weights(weights, params.bin_probabilities(low, means))
+        return values.astype(np.uint8)
+
+    def code_length_bits(self, frequencies: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Ideal code length (bits) per leading index of ``frequencies``/``bits`` [N, ...]."""
+        f = np.where(bits == 0, frequencies, (1 << 24) - frequencies).astype(np.float64)
+        return (24.0 - np.log2(f)).reshape(len(f), -1).sum(axis=1)

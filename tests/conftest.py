@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny models (no training in tests), synthetic images, the sample photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuralzip.images import PixelImage, read_image
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "hopper.png"
+
+
+def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A photo-like uint8 image: smooth gradients plus a little noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([(x * 7 + y * 3 + 40 * c) % 256 for c in range(channels)], axis=-1).astype(np.float64)
+    base += rng.normal(0, 6, base.shape)
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_pixelcnn():
+    """A PixelCNN++ codec with a tiny random (untrained) network."""
+    from neuralzip.codecs.pixelcnn import PixelCNNCodec
+    from neuralzip.nets.pixelcnn import PixelCNN, PixelCNNConfig
+
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig(filters=8, resnets=1, mixtures=3))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return PixelCNNCodec.from_float(model)
+
+
+@pytest.fixture(scope="session")
+def sample_image() -> PixelImage:
+    return read_image(SAMPLE)

@@ -1,0 +1,151 @@
+"""The nzip command line: gzip-like habits, exact round trips, one-line errors."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from neuralzip import codecs
+from neuralzip.cli import main
+from neuralzip.container import FORMAT_VERSION
+from neuralzip.images import read_image
+
+from .conftest import SAMPLE, smooth_image
+
+
+@pytest.fixture
+def workdir(tmp_path, tiny_pixelcnn):
+    codecs.register(tiny_pixelcnn)  # the CLI runs in-process: neural tests use the tiny model
+    shutil.copy(SAMPLE, tmp_path / "hopper.png")
+    Image.fromarray(smooth_image(10, 13)).save(tmp_path / "small.png")
+    os.chdir(tmp_path)
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def _same_pixels(a, b):
+    x, y = read_image(a), read_image(b)
+    return x.mode == y.mode and np.array_equal(x.pixels, y.pixels)
+
+
+@pytest.mark.parametrize("model", ["png", "webp", "jxl", "j2k", "pixelcnn"])
+def test_round_trip_every_codec(workdir, model):
+    result = run("compress", "-m", model, "small.png")
+    assert result.exit_code == 0, result.output
+    assert "bits/sub-pixel" in result.stderr and "small.png.nzip" in result.stderr
+    assert (workdir / "small.png").exists()  # input kept
+    os.rename("small.png", "original.png")
+    result = run("decompress", "small.png.nzip")
+    assert result.exit_code == 0, result.output
+    assert _same_pixels("original.png", "small.png")
+
+
+def test_refuses_to_overwrite_without_force(workdir):
+    assert run("compress", "-m", "png", "small.png").exit_code == 0
+    before = (workdir / "small.png.nzip").read_bytes()
+    result = run("compress", "-m", "webp", "small.png")
+    assert result.exit_code == 1 and "already exists" in result.stderr
+    assert (workdir / "small.png.nzip").read_bytes() == before
+    assert run("compress", "-f", "-m", "webp", "small.png").exit_code == 0
+    assert (workdir / "small.png.nzip").read_bytes() != before
+
+
+def test_stdout_and_explicit_output(workdir):
+    result = CliRunner().invoke(main, ["compress", "-c", "-m", "png", "small.png"])
+    assert result.exit_code == 0
+    (workdir / "piped.nzip").write_bytes(result.stdout_bytes)
+    assert run("decompress", "piped.nzip", "-o", "back.png").exit_code == 0
+    assert _same_pixels("small.png", "back.png")
+
+
+def test_archive_round_trip(workdir):
+    result = run("compress", "-m", "pixelcnn", "small.png", "hopper.png", "-o", "set.nzip")
+    assert result.exit_code == 0, result.stderr
+    info = run("info", "set.nzip")
+    assert "archive" in info.output and "small.png" in info.output and "hopper.png" in info.output
+    assert run("decompress", "set.nzip", "-o", "restored").exit_code == 0
+    assert _same_pixels("small.png", "restored/small.png") and _same_pixels("hopper.png", "restored/hopper.png")
+
+
+def test_info_and_models(workdir):
+    run("compress", "-m", "jxl", "small.png")
+    result = run("info", "small.png.nzip")
+    assert result.exit_code == 0
+    assert f"format version {FORMAT_VERSION}" in result.output and "jxl" in result.output and "13x10 RGB" in result.output
+    result = run("models")
+    assert result.exit_code == 0 and all(name in result.output for name in ("png", "webp", "jxl", "j2k", "pixelcnn"))
+
+
+def test_bad_inputs_fail_cleanly_and_others_still_run(workdir):
+    (workdir / "text.png").write_text("not an image")
+    (workdir / "empty.png").write_bytes(b"")
+    os.mkdir("folder")
+    result = run("compress", "-m", "png", "text.png", "empty.png", "folder", "missing.png", "small.png")
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("nzip:")]
+    assert len(lines) == 4 and "Traceback" not in result.stderr
+    assert (workdir / "small.png.nzip").exists()
+    assert not any(p.name.endswith(".nzip") for p in workdir.iterdir() if p.name != "small.png.nzip")
+
+
+def test_damaged_files_give_distinct_errors(workdir):
+    run("compress", "-m", "png", "small.png")
+    data = (workdir / "small.png.nzip").read_bytes()
+    damaged = {
+        "truncated.nzip": (data[:-10], "truncated"),
+        "flipped.nzip": (data[:-60] + bytes([data[-60] ^ 0x10]) + data[-59:], "checksum|corrupt|does not decode|damaged"),
+        "version.nzip": (data[:4] + bytes([FORMAT_VERSION + 7]) + data[5:], "version"),
+        "notnzip.nzip": (b"GIF89a" + data, "not a .nzip"),
+        "unknown.nzip": (data[:5] + bytes([250]) + data[6:], "unknown codec"),
+        "empty.nzip": (b"", "empty"),
+    }
+    for name, (content, message) in damaged.items():
+        (workdir / name).write_bytes(content)
+        result = run("decompress", name)
+        assert result.exit_code == 1, name
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        import re
+
+        assert re.search(message, result.stderr), (name, result.stderr)
+        assert not (workdir / name.replace(".nzip", ".png")).exists()
+
+
+def test_model_hash_mismatch_is_reported(workdir, tiny_pixelcnn):
+    run("compress", "-m", "pixelcnn", "small.png")
+    data = bytearray((workdir / "small.png.nzip").read_bytes())
+    data[6] ^= 0xFF  # first byte of the model hash
+    (workdir / "other.nzip").write_bytes(bytes(data))
+    result = run("decompress", "other.nzip")
+    assert result.exit_code == 1 and "other pixelcnn weights" in result.stderr
+
+
+def test_sigterm_leaves_no_partial_output(tmp_path):
+    Image.fromarray(smooth_image(192, 192, seed=5)).save(tmp_path / "img00.png")
+    for i in range(1, 30):
+        shutil.copy(tmp_path / "img00.png", tmp_path / f"img{i:02d}.png")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "neuralzip.cli", "compress", "-m", "webp", *sorted(p.name for p in tmp_path.iterdir())],
+                               cwd=tmp_path, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.endswith(".nzip") for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert b"Traceback" not in stderr and b"interrupted" in stderr
+    assert len(list(tmp_path.glob("*.nzip"))) < 30  # it really stopped mid-way
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    from neuralzip.api import decompress
+
+    for output in tmp_path.glob("*.nzip"):
+        decompress(output.read_bytes())  # every output that exists is complete

@@ -1,0 +1,89 @@
+"""PixelCNN++ codec: exact round trips at odd sizes, independence from batch size and thread
+count, and the shipped weights on real images."""
+
+import numpy as np
+import pytest
+import torch
+
+from neuralzip import api, codecs
+from neuralzip.codecs.base import ImageShape, PayloadError
+from neuralzip.images import PixelImage
+from neuralzip.registry import model_available
+
+from .conftest import smooth_image
+
+
+def _shapes(images):
+    return [ImageShape(im.mode, im.width, im.height) for im in images]
+
+
+def test_round_trip_odd_sizes(tiny_pixelcnn):
+    images = [PixelImage("RGB", smooth_image(h, w, seed=h * w)) for h, w in [(1, 1), (1, 9), (5, 7), (33, 17), (32, 32)]]
+    encoded = tiny_pixelcnn.encode(images)
+    decoded = tiny_pixelcnn.decode(encoded.payloads, _shapes(images))
+    for original, image in zip(images, decoded):
+        assert np.array_equal(original.pixels, image.pixels)
+    # the payload is the model's ideal code length plus a few bytes per 32x32 tile
+    for payload, bits, image in zip(encoded.payloads, encoded.nll_bits, images):
+        tiles = -(-image.height // 32) * -(-image.width // 32)
+        assert bits / 8 <= len(payload) <= bits / 8 + 6 * tiles + 2
+
+
+def test_batch_size_and_threads_do_not_change_anything(tiny_pixelcnn):
+    images = [PixelImage("RGB", smooth_image(16, 16, seed=s)) for s in range(5)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        together = tiny_pixelcnn.encode(images).payloads
+        torch.set_num_threads(2)
+        alone = [tiny_pixelcnn.encode([im]).payloads[0] for im in images]
+        assert together == alone
+        decoded_in_pairs = tiny_pixelcnn.decode(together[:2], _shapes(images[:2])) + \
+            tiny_pixelcnn.decode(together[2:], _shapes(images[2:]))
+        torch.set_num_threads(1)
+        decoded_all = tiny_pixelcnn.decode(together, _shapes(images))
+    finally:
+        torch.set_num_threads(threads)
+    for original, a, b in zip(images, decoded_in_pairs, decoded_all):
+        assert np.array_equal(original.pixels, a.pixels) and np.array_equal(original.pixels, b.pixels)
+
+
+def test_damaged_payload_never_decodes_silently(tiny_pixelcnn):
+    codecs.register(tiny_pixelcnn)
+    image = PixelImage("RGB", smooth_image(8, 8))
+    data = bytearray(api.compress(image, model="pixelcnn"))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        broken = bytearray(data)
+        position = int(rng.integers(19, len(broken)))
+        broken[position] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(Exception) as info:
+            api.decompress(bytes(broken))
+        assert type(info.value).__name__ in ("CorruptError", "ChecksumError", "TruncatedError")
+
+
+def test_unsupported_modes_are_refused(tiny_pixelcnn):
+    from neuralzip.codecs.base import UnsupportedImageError
+
+    with pytest.raises(UnsupportedImageError):
+        tiny_pixelcnn.check(PixelImage("L", np.zeros((4, 4, 1), np.uint8)))
+
+
+def test_bad_tile_table_is_a_payload_error(tiny_pixelcnn):
+    with pytest.raises(PayloadError):
+        tiny_pixelcnn.decode([b"\xff\xff\xff\xff\xff\xff"], [ImageShape("RGB", 40, 40)])
+
+
+@pytest.mark.skipif(not model_available("pixelcnn"), reason="shipped PixelCNN++ weights not installed")
+def test_shipped_model_on_real_images(sample_image):
+    from neuralzip.codecs.pixelcnn import PixelCNNCodec
+    from neuralzip.registry import load_shipped
+
+    codec = PixelCNNCodec.from_shipped(load_shipped("pixelcnn"))
+    crops = [PixelImage("RGB", np.ascontiguousarray(sample_image.pixels[y : y + 32, x : x + 32])) for y, x in [(0, 0), (32, 16)]]
+    encoded = codec.encode(crops)
+    decoded = codec.decode(encoded.payloads, _shapes(crops))
+    for original, image, payload, bits in zip(crops, decoded, encoded.payloads, encoded.nll_bits):
+        assert np.array_equal(original.pixels, image.pixels)
+        assert len(payload) * 8 < 6.0 * original.subpixels  # a trained model beats raw 8 bits
+        assert len(payload) * 8 - bits < 40

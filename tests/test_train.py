@@ -1,0 +1,74 @@
+"""Training: resumable checkpoints with the same data order; export to a verified shipped model."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from neuralzip.export import export_run
+from neuralzip.registry import ModelError, load_shipped
+from neuralzip.train import TrainSettings, Trainer, main as train_main
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path, monkeypatch):
+    monkeypatch.setenv("NZIP_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 6)):
+        for cls in ("cat", "dog"):
+            folder = tmp_path / "data" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n // 2):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return tmp_path / "data"
+
+
+def test_resume_continues_where_it_stopped(tiny_cifar, tmp_path):
+    args = ["pixelcnn", "--out", str(tmp_path / "run"), "--data", str(tiny_cifar), "filters=4", "mixtures=2",
+            "batch_size=4", "eval_every_steps=2", "eval_images=4", "threads=1", "autocast=false"]
+    assert train_main(args + ["max_steps=2"]) == 0
+    meta = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert meta["step"] == 2 and meta["config"]["filters"] == 4 and meta["history"]
+    assert train_main(["pixelcnn", "--out", str(tmp_path / "run"), "--data", str(tiny_cifar), "max_steps=5"]) == 0
+    meta = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert meta["step"] == 5 and meta["settings"]["batch_size"] == 4  # saved settings kept
+
+
+def test_data_order_depends_only_on_seed_and_step(tiny_cifar, tmp_path):
+    from neuralzip.nets.pixelcnn import PixelCNNConfig
+
+    config = PixelCNNConfig(filters=4, mixtures=2)
+    a = Trainer("pixelcnn", config, tmp_path / "a", TrainSettings(batch_size=4, threads=1), tiny_cifar)
+    b = Trainer("pixelcnn", config, tmp_path / "b", TrainSettings(batch_size=4, threads=1), tiny_cifar)
+    for step in (0, 1, 2, 7):
+        assert np.array_equal(a.batch_indices(step), b.batch_indices(step))
+    epoch = np.concatenate([a.batch_indices(s) for s in range(3)])
+    assert sorted(epoch) == list(range(12))  # one epoch visits every image once
+
+
+def test_export_load_and_tamper(tiny_cifar, tmp_path):
+    run = tmp_path / "run"
+    assert train_main(["pixelcnn", "--out", str(run), "--data", str(tiny_cifar), "filters=4", "mixtures=2",
+                       "batch_size=4", "max_steps=1", "threads=1", "autocast=false", "eval_every_steps=100"]) == 0
+    models = tmp_path / "models"
+    card = export_run(run, "tiny", str(tiny_cifar), directory=models)
+    assert card["codec_id"] == 16 and card["training"]["steps"] == 1 and card["test_nll_bpd"]["images"] == 6
+    shipped = load_shipped("tiny", models)
+    from neuralzip.codecs.base import ImageShape
+    from neuralzip.codecs.pixelcnn import PixelCNNCodec
+    from neuralzip.images import PixelImage
+
+    codec = PixelCNNCodec.from_shipped(shipped)
+    image = PixelImage("RGB", np.random.default_rng(3).integers(0, 256, (6, 9, 3), dtype=np.uint8))
+    payload = codec.encode([image]).payloads[0]
+    assert np.array_equal(codec.decode([payload], [ImageShape("RGB", 9, 6)])[0].pixels, image.pixels)
+    weights = models / "tiny.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match its card"):
+        load_shipped("tiny", models)
+    weights.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(ModelError):
+        load_shipped("tiny", models)
