@@ -59,7 +59,7 @@ def test_incremental_equals_full_and_ignores_batch_and_threads(tiny_network):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(full, one_at_a_time)
-    run = IncrementalRun(exact, 3, 8, 8, {"x": torch.zeros_like(x[:3])})
+    run = IncrementalRun(exact, 3, 8, 8)
     for t in range(64):
         assert torch.equal(run.advance(t), full[:3, t])
         run.set_pixel(t, x[:3, t])

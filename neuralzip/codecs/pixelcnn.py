@@ -39,7 +39,7 @@ from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageErro
 
 TILE = 32
 ENCODE_CHUNK = 32
-DECODE_BATCH = 256
+DECODE_BATCH = 1024
 
 
 def tile_grid(height: int, width: int, tile: int = TILE) -> list[tuple[int, int, int, int]]:
@@ -229,8 +229,7 @@ class PixelCNNCodec(Codec):
             decoder = BatchAnsDecoder(streams)
         except CodingError as error:
             raise PayloadError(f"pixelcnn payload is corrupt ({error})") from None
-        start = self._network_input(np.zeros((n, hh, ww, c), dtype=np.uint8))
-        run = IncrementalRun(self.exact, n, hh, ww, {"x": start})
+        run = IncrementalRun(self.exact, n, hh, ww)
         out = np.zeros((n, h, w, c), dtype=np.uint8)
         ones = np.full((n, 1), float(ACT_ONE))
         for y in range(h):

@@ -26,18 +26,16 @@ import torch
 
 from ..nets.graph import PRE_CONCAT_ELU, PRE_ELU, PRE_NONE, Graph, param_key
 from .fixedpoint import (
-    ACT_FRAC, ACT_LIMIT, ACT_ONE, GATE_FRAC, TABLE_SPAN, WEIGHT_FRAC, WEIGHT_LIMIT,
-    check_fan_in, elu_negative_table, gate_sigmoid_table, to_fixed,
+    ACT_FRAC, ACT_LIMIT, GATE_FRAC, WEIGHT_FRAC, WEIGHT_LIMIT, check_fan_in, concat_elu_table,
+    full_gate_table, to_fixed,
 )
-
-_SPAN = TABLE_SPAN * ACT_ONE
 
 
 @dataclass
 class _TermPlan:
     source: str
     pre: str
-    index: torch.Tensor  # long [positions, K]: flat source position per kernel slot (zero slot = H*W)
+    index: np.ndarray  # int64 [positions, K]: flat source position per kernel slot (zero slot = H*W)
     valid: torch.Tensor  # float64 [positions]: 1 where the term (and its bias) applies
     matrix: torch.Tensor  # float64 [K, C', C_out] integer weights, one matrix per kernel slot
     bias: torch.Tensor  # float64 [C_out] integer bias at accumulator scale
@@ -50,6 +48,18 @@ class _NodePlan:
     positions: int
     terms: list[_TermPlan]
     gate_residual: str | None
+
+
+@dataclass
+class _Work:
+    """One node computed at ``count`` positions: where to read and write in the buffers."""
+
+    node: int
+    count: int
+    out_rows: object  # slice or LongTensor
+    term_rows: list  # per term: LongTensor [count, K] (buffer rows; the zero row included)
+    term_valid: list  # per term: float64 [count]
+    residual_rows: object  # slice, LongTensor or None
 
 
 def _positions(indices: np.ndarray):
@@ -75,8 +85,9 @@ class ExactNetwork:
         weight on the 2**-WEIGHT_FRAC grid, bias on the 2**-(ACT_FRAC + WEIGHT_FRAC) grid."""
         self.graph = graph
         self.integer_weights = integer_weights
-        self._elu = torch.from_numpy(elu_negative_table().astype(np.float64))
-        self._gate = torch.from_numpy(gate_sigmoid_table().astype(np.float64))
+        # Tables over the whole activation range: each nonlinearity is one gather.
+        self._concat_elu = torch.from_numpy(concat_elu_table().astype(np.float64))
+        self._gate = torch.from_numpy(full_gate_table().astype(np.float64))
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for node in graph.nodes:
             fan_in = 0
@@ -89,6 +100,12 @@ class ExactNetwork:
                     matrix = weight.transpose(2, 3, 0, 1).reshape(-1, weight.shape[0], weight.shape[1])
                 else:  # [out, in, kh, kw] -> [slot, in, out]
                     matrix = weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[1], weight.shape[0])
+                if term.pre == PRE_CONCAT_ELU:
+                    # torch's concat-ELU orders channels (x_0..x_n, -x_0..-x_n); the stored
+                    # values interleave them (x_0, -x_0, ...), so reorder the weight rows.
+                    half = matrix.shape[1] // 2
+                    order = np.stack([np.arange(half), np.arange(half) + half], axis=1).reshape(-1)
+                    matrix = matrix[:, order]
                 fan_in += matrix.shape[0] * matrix.shape[1]
                 self._matrices[param_key(node.name, i)] = (
                     torch.from_numpy(matrix.astype(np.float64)),
@@ -102,6 +119,9 @@ class ExactNetwork:
                 self._pres[term.source].add(term.pre)
         self._plans: dict[tuple[int, int], list[_NodePlan]] = {}
         self._schedules: dict[tuple[int, int], list] = {}
+        self._work: dict[tuple[int, int], tuple] = {}
+        # The last allocation per purpose ("run", "incremental"), reused: no new page faults.
+        self._buffers: dict[str, tuple] = {}
 
     @classmethod
     def from_float(cls, graph: Graph, folded: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> "ExactNetwork":
@@ -124,7 +144,7 @@ class ExactNetwork:
             for i, term in enumerate(node.terms):
                 index, valid = term.geometry.index_map(*sizes[term.source])
                 matrix, bias = self._matrices[param_key(node.name, i)]
-                terms.append(_TermPlan(term.source, term.pre, torch.from_numpy(index),
+                terms.append(_TermPlan(term.source, term.pre, index,
                                        torch.from_numpy(valid.astype(np.float64)), matrix, bias))
             oh, ow = sizes[node.name]
             plans.append(_NodePlan(node.name, node.channels, oh * ow, terms, node.gate_residual))
@@ -143,13 +163,13 @@ class ExactNetwork:
             step = np.zeros(plan.positions, dtype=np.int64)
             for term in plan.terms:
                 source = np.concatenate([available[term.source], [0]])
-                step = np.maximum(step, source[term.index.numpy()].max(axis=1))
+                step = np.maximum(step, source[term.index].max(axis=1))
             if plan.gate_residual is not None:
                 step = np.maximum(step, available[plan.gate_residual])
             available[plan.name] = step
         return available
 
-    def schedule(self, h: int, w: int, output: str | None = None) -> list[list[tuple[int, torch.Tensor]]]:
+    def schedule(self, h: int, w: int, output: str | None = None) -> list[list[tuple[int, np.ndarray]]]:
         """For each decoding step t: [(node index, positions computable exactly at t)].
 
         Raises if the output at pixel p could depend on pixel p or later."""
@@ -159,38 +179,93 @@ class ExactNetwork:
         available = self.availability(h, w)
         if np.any(available[output] > np.arange(h * w)):
             raise ValueError("the network is not causal: an output depends on its own or later pixels")
-        steps: list[list[tuple[int, torch.Tensor]]] = [[] for _ in range(h * w)]
+        steps: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(h * w)]
         for n, plan in enumerate(self.plan(h, w)):
             at = available[plan.name]
             for t in np.unique(at[at < h * w]):
-                steps[t].append((n, _positions(np.nonzero(at == t)[0])))
+                steps[t].append((n, np.nonzero(at == t)[0]))
         self._schedules[(h, w)] = steps
         return steps
+
+    def ring_sizes(self, h: int, w: int, input_name: str = "x") -> dict[str, int]:
+        """Rows each value needs during incremental decoding: the largest distance, at any
+        step, between the newest position written and the oldest one still read (rounded up
+        to whole image rows). Buffers of that many rows, indexed by position modulo the
+        size, never overwrite a value before its last read."""
+        sizes = self.graph.sizes(h, w)
+        plans = self.plan(h, w)
+        written = {name: -1 for name in sizes}
+        span = {name: 1 for name in sizes}
+        output = self.graph.nodes[-1].name
+        for t, work in enumerate(self.schedule(h, w)):
+            oldest: dict[str, int] = {output: t}
+            for n, positions in work:
+                plan = plans[n]
+                for term in plan.terms:
+                    rows = term.index[positions]
+                    rows = rows[rows < sizes[term.source][0] * sizes[term.source][1]]
+                    if len(rows):
+                        oldest[term.source] = min(oldest.get(term.source, rows.min()), rows.min())
+                if plan.gate_residual is not None:
+                    oldest[plan.gate_residual] = min(oldest.get(plan.gate_residual, positions[0]), positions.min())
+                written[plan.name] = max(written[plan.name], positions.max())
+            for name, low in oldest.items():
+                span[name] = max(span[name], written[name] - low + 1)
+            written[input_name] = t  # set_pixel(t) follows step t
+        ring = {}
+        for name, (nh, nw) in sizes.items():
+            rows = -(-span[name] // nw) * nw  # whole rows, so row-wise writes stay contiguous
+            ring[name] = min(nh * nw, rows + nw)  # one spare row: a write never wraps onto a read
+        return ring
+
+    def work_items(self, h: int, w: int, rows: dict[str, int] | None = None) -> list[list[_Work]]:
+        """Per step, the nodes to compute with buffer rows resolved for buffers of ``rows``
+        rows per value (ring buffers; None: full buffers, one row per position)."""
+        sizes = self.graph.sizes(h, w)
+        full = {name: nh * nw for name, (nh, nw) in sizes.items()}
+        rows = rows or full
+        plans = self.plan(h, w)
+
+        def buffer_rows(positions: np.ndarray, name: str):
+            mapped = positions % rows[name]
+            return _positions(mapped)
+
+        out = []
+        for work in self.schedule(h, w):
+            items = []
+            for n, positions in work:
+                plan = plans[n]
+                term_rows, term_valid = [], []
+                for term in plan.terms:
+                    index = term.index[positions]
+                    zero = full[term.source]
+                    term_rows.append(torch.from_numpy(np.where(index == zero, rows[term.source], index % rows[term.source])))
+                    term_valid.append(term.valid[torch.from_numpy(positions)])
+                residual = buffer_rows(positions, plan.gate_residual) if plan.gate_residual else None
+                items.append(_Work(n, len(positions), buffer_rows(positions, plan.name), term_rows, term_valid, residual))
+            out.append(items)
+        return out
 
     # ---- arithmetic ----------------------------------------------------------------------
     def _pre(self, x: torch.Tensor, pre: str) -> torch.Tensor:
         if pre == PRE_NONE:
             return x
+        pairs = self._concat_elu[(x + ACT_LIMIT).long()]  # [..., C, 2]: elu(x), elu(-x)
         if pre == PRE_ELU:
-            return self._elu_exact(x)
+            return pairs[..., 0]
         if pre == PRE_CONCAT_ELU:
-            return torch.cat([self._elu_exact(x), self._elu_exact(-x)], dim=-1)
+            return pairs.view(*x.shape[:-1], -1)
         raise ValueError(pre)
 
-    def _elu_exact(self, x: torch.Tensor) -> torch.Tensor:
-        index = (-x).clamp(0, _SPAN).long()
-        return torch.where(x >= 0, x, self._elu[index])
-
-    def compute(self, plan: _NodePlan, values: dict, positions) -> None:
-        """Compute ``plan``'s node at ``positions`` (None: all; a slice; or a LongTensor) and
-        store them in ``values``."""
+    def compute(self, plan: _NodePlan, values: dict, work: _Work | None = None) -> None:
+        """Compute ``plan``'s node at the positions of ``work`` (None: every position of full
+        buffers) and store them in ``values``."""
         batch = values[plan.name].shape[1]
-        count = _count(positions, plan.positions)
-        every = slice(None) if positions is None else positions
+        count = plan.positions if work is None else work.count
         acc = None
-        for term in plan.terms:
-            index = term.index[every]
-            valid = term.valid[every]
+        for i, term in enumerate(plan.terms):
+            index = torch.from_numpy(term.index) if work is None else work.term_rows[i]
+            valid = term.valid if work is None else work.term_valid[i]
             # Sources keep their nonlinearity applied already (see _store), so each kernel
             # slot is a plain gather of whole (batch, channels) blocks and one product.
             source = values[(term.source, term.pre)]
@@ -203,13 +278,12 @@ class ExactNetwork:
             acc.view(count, batch, -1).add_(valid.view(-1, 1, 1) * term.bias)
         out = torch.round(acc.view(count, batch, -1) * (2.0 ** -WEIGHT_FRAC))
         if plan.gate_residual is not None:
-            a, b = out.split(plan.channels, dim=-1)
-            a = a.clamp(-ACT_LIMIT, ACT_LIMIT)
-            gate = self._gate[(b.clamp(-_SPAN, _SPAN) + _SPAN).long()]
+            a, b = out.clamp(-ACT_LIMIT, ACT_LIMIT).split(plan.channels, dim=-1)
+            gate = self._gate[(b + ACT_LIMIT).long()]
             residual = values[(plan.gate_residual, PRE_NONE)]
-            residual = residual[:-1] if positions is None else residual[positions]
+            residual = residual[:-1] if work is None else residual[work.residual_rows]
             out = residual + torch.round(a * gate * (2.0 ** -GATE_FRAC))
-        self._store(values, plan.name, out.clamp(-ACT_LIMIT, ACT_LIMIT), positions)
+        self._store(values, plan.name, out.clamp(-ACT_LIMIT, ACT_LIMIT), None if work is None else work.out_rows)
 
     def _store(self, values: dict, name: str, out: torch.Tensor, positions) -> None:
         """Write raw values and every nonlinearity a consumer reads (pre(0) = 0 keeps the
@@ -222,24 +296,42 @@ class ExactNetwork:
             else:
                 target[positions] = transformed
 
-    def allocate(self, batch: int, h: int, w: int, inputs: dict[str, torch.Tensor]) -> dict:
-        """Value buffers [positions + 1, batch, channels'] (zero row last), keyed by
-        (name, nonlinearity), for inputs and nodes; ``inputs`` are given as [batch, h*w, C]."""
+    def allocate(self, batch: int, h: int, w: int, inputs: dict[str, torch.Tensor], purpose: str = "run",
+                 rows: dict[str, int] | None = None) -> dict:
+        """Value buffers [rows + 1, batch, channels'] (zero row last), keyed by
+        (name, nonlinearity), for inputs and nodes; ``rows`` per value (None: one row per
+        position); ``inputs`` are given as [batch, h*w, C] (full buffers only).
+
+        The buffers of the previous allocation for the same ``purpose`` and sizes are reused
+        (so only one computation per purpose may be alive at a time): every row is written
+        before it is read (the schedule guarantees it), so stale values are never seen, and
+        reuse spares the page faults of fresh memory."""
         factor = {PRE_NONE: 1, PRE_ELU: 1, PRE_CONCAT_ELU: 2}
-        values: dict = {}
-        for name, channels in self.graph.inputs.items():
-            for pre in self._pres[name]:
-                values[(name, pre)] = torch.zeros(h * w + 1, batch, channels * factor[pre], dtype=torch.float64)
-            values[name] = values[(name, PRE_NONE)]
-            if name in inputs:
-                self._store(values, name, inputs[name].to(torch.float64).transpose(0, 1), None)
-        for plan in self.plan(h, w):
-            for pre in self._pres[plan.name]:
-                buffer = torch.empty(plan.positions + 1, batch, plan.channels * factor[pre], dtype=torch.float64)
-                buffer[-1] = 0
-                values[(plan.name, pre)] = buffer
-            values[plan.name] = values[(plan.name, PRE_NONE)]
+        sizes = self.graph.sizes(h, w)
+        rows = rows or {name: nh * nw for name, (nh, nw) in sizes.items()}
+        key = (batch, h, w, tuple(sorted(rows.items())))
+        cached = self._buffers.get(purpose)
+        if cached is not None and cached[0] == key:
+            values = cached[1]
+        else:
+            self._buffers.pop(purpose, None)  # free the old ones first
+            values = {}
+            channels = dict(self.graph.inputs)
+            channels.update({node.name: node.channels for node in self.graph.nodes})
+            for name in sizes:
+                for pre in self._pres[name]:
+                    buffer = torch.empty(rows[name] + 1, batch, channels[name] * factor[pre], dtype=torch.float64)
+                    buffer[-1] = 0
+                    values[(name, pre)] = buffer
+                values[name] = values[(name, PRE_NONE)]
+            self._buffers[purpose] = (key, values)
+        for name, given in inputs.items():
+            self._store(values, name, given.to(torch.float64).transpose(0, 1), None)
         return values
+
+    def release(self) -> None:
+        """Drop the reusable buffers (they can take gigabytes for large batches)."""
+        self._buffers.clear()
 
     def run(self, inputs: dict[str, torch.Tensor], h: int, w: int, chunk: int = 16) -> torch.Tensor:
         """All positions of the output node for integer inputs [B, h*w, C]; chunked over the batch."""
@@ -249,27 +341,36 @@ class ExactNetwork:
             values = self.allocate(min(chunk, batch - start), h, w, {k: v[start : start + chunk] for k, v in inputs.items()})
             for plan in self.plan(h, w):
                 self.compute(plan, values, None)
-            outputs.append(values[self.graph.nodes[-1].name][:-1].transpose(0, 1))
+            outputs.append(values[self.graph.nodes[-1].name][:-1].transpose(0, 1).clone())
         return torch.cat(outputs)
 
 
 class IncrementalRun:
     """Autoregressive decoding state: after :meth:`set_pixel` for pixels < t,
-    :meth:`advance` (t) computes everything pixel t's prediction needs, no more."""
+    :meth:`advance` (t) computes everything pixel t's prediction needs, no more.
 
-    def __init__(self, network: ExactNetwork, batch: int, h: int, w: int, constant_inputs: dict[str, torch.Tensor]):
+    Values live in ring buffers (:meth:`ExactNetwork.ring_sizes`): a few image rows per
+    node instead of the whole image, which keeps large batches small in memory."""
+
+    def __init__(self, network: ExactNetwork, batch: int, h: int, w: int, input_name: str = "x"):
         self.network = network
         self.plans = network.plan(h, w)
-        self.steps = network.schedule(h, w)
-        self.values = network.allocate(batch, h, w, constant_inputs)
+        key = (h, w)
+        if key not in network._work:
+            rows = network.ring_sizes(h, w, input_name)
+            network._work[key] = (rows, network.work_items(h, w, rows))
+        self.rows, self.work = network._work[key]
+        self.values = network.allocate(batch, h, w, {}, purpose="incremental", rows=self.rows)
         self.output = network.graph.nodes[-1].name
+        self.input_name = input_name
 
     def advance(self, t: int) -> torch.Tensor:
         """Run step t; returns the output node at pixel t, [batch, channels]."""
-        for n, positions in self.steps[t]:
-            self.network.compute(self.plans[n], self.values, positions)
-        return self.values[self.output][t]
+        for work in self.work[t]:
+            self.network.compute(self.plans[work.node], self.values, work)
+        return self.values[self.output][t % self.rows[self.output]]
 
-    def set_pixel(self, t: int, value: torch.Tensor, input_name: str = "x") -> None:
+    def set_pixel(self, t: int, value: torch.Tensor) -> None:
         """Make input pixel t known: ``value`` [batch, channels] (all channels of the input)."""
-        self.network._store(self.values, input_name, value.unsqueeze(0).to(torch.float64), slice(t, t + 1))
+        row = t % self.rows[self.input_name]
+        self.network._store(self.values, self.input_name, value.unsqueeze(0).to(torch.float64), slice(row, row + 1))
