@@ -49,6 +49,7 @@ class CodecResult:
     subpixels: int
     failures: list[str] = field(default_factory=list)
     per_image: list[dict] | None = None
+    ratio: float | None = None  # .nzip bytes / input file bytes, where inputs are files
 
 
 def run_codec(name: str, images: list[PixelImage], labels: list[str] | None = None, batch: int = 256,
@@ -142,12 +143,14 @@ def write_results(results: list[CodecResult], path_json: Path, extra: dict) -> d
     return document
 
 
-def markdown_table(results: list[CodecResult]) -> str:
-    lines = ["| codec | images | exact | bpd | bpd (.nzip) | NLL bpd | encode img/s | decode img/s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+def markdown_table(results: list[CodecResult], with_ratio: bool = False) -> str:
+    ratio_head, ratio_rule = (" ratio |", "---:|") if with_ratio else ("", "")
+    lines = [f"| codec | images | exact | bpd | bpd (.nzip) | NLL bpd |{ratio_head} encode img/s | decode img/s |",
+             f"|---|---:|---:|---:|---:|---:|{ratio_rule}---:|---:|"]
     for r in sorted(results, key=lambda r: r.bpd):
         nll = f"{r.nll_bpd:.4f}" if r.nll_bpd is not None else "-"
-        lines.append(f"| {r.name} | {r.images} | {r.exact} | {r.bpd:.4f} | {r.bpd_nzip:.4f} | {nll} | "
+        ratio = f" {100 * r.ratio:.1f}% |" if with_ratio and r.ratio is not None else (" - |" if with_ratio else "")
+        lines.append(f"| {r.name} | {r.images} | {r.exact} | {r.bpd:.4f} | {r.bpd_nzip:.4f} | {nll} |{ratio} "
                      f"{r.encode_img_per_s:.1f} | {r.decode_img_per_s:.1f} |")
     return "\n".join(lines)
 

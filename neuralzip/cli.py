@@ -342,6 +342,83 @@ def models(ctx):
     _run(ctx, body)
 
 
+@main.command()
+@click.argument("image")
+@click.option("-m", "--model", default="pixelcnn", show_default=True, help="Neural model that attributes bits.")
+@click.option("-o", "--output", help="Heatmap PNG (default: IMAGE.bits.png).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
+@click.pass_context
+def explain(ctx, image, model, output, force):
+    """Draw how many bits each pixel costs, beside the image, with the total."""
+
+    def body(reporter: Reporter):
+        from . import api
+        from .explain import ExplainError, pixel_bits, render, summary
+        from .images import read_image, write_atomic
+
+        _set_threads()
+        picture = read_image(image)
+        codec = api.resolve_codec(model)
+        try:
+            bits = pixel_bits(codec, picture)
+        except ExplainError as error:
+            reporter.error(image, error)
+            return
+        line = summary(codec.name, bits, picture)
+        target = output or f"{Path(image).with_suffix('')}.bits.png"
+        write_atomic(target, render(picture, bits, f"{Path(image).name}: {line}"), overwrite=force)
+        reporter.say(f"{image} -> {target}: {line}")
+
+    _run(ctx, body)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-m", "--models", help="Comma-separated codecs (default: every installed one).")
+@click.option("--json", "json_path", help="Write the results as JSON here.")
+@click.option("--plot", "plot_path", help="Write a bits/sub-pixel vs decode speed plot (PNG) here.")
+@click.option("--batch", type=click.IntRange(1), default=64, show_default=True, help="Images per codec call.")
+@click.pass_context
+def bench(ctx, paths, models, json_path, plot_path, batch):
+    """Compare every codec on your own images or folders: size, speed, exactness."""
+
+    def body(reporter: Reporter):
+        from . import codecs
+        from .bench import markdown_table, plot, run_codec, write_results
+        from .images import read_image
+
+        _set_threads()
+        files = _expand(paths, reporter, allow_dirs=True)
+        images, labels, sizes = [], [], []
+        for path in files:
+            try:
+                images.append(read_image(path))
+                labels.append(str(path))
+                sizes.append(path.stat().st_size)
+            except _known_errors() as error:
+                reporter.error(str(path), error)
+        if not images:
+            return
+        names = models.split(",") if models else [spec.name for spec in codecs.available_specs()]
+        results = []
+        for name in names:
+            codec = codecs.get_codec(name)
+            chosen = [i for i, im in enumerate(images) if codec.supports(im)]
+            if not chosen:
+                reporter.say(f"{name}: codes none of these images (modes)")
+                continue
+            result = run_codec(name, [images[i] for i in chosen], [labels[i] for i in chosen], batch=batch, keep_per_image=True)
+            result.ratio = result.file_bytes / sum(sizes[i] for i in chosen)
+            results.append(result)
+        click.echo(markdown_table(results, with_ratio=True))
+        if json_path:
+            write_results(results, Path(json_path), {"inputs": labels})
+        if plot_path:
+            plot(results, Path(plot_path), f"{len(images)} images: size vs decode speed")
+
+    _run(ctx, body)
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("family")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)

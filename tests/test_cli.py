@@ -149,3 +149,34 @@ def test_sigterm_leaves_no_partial_output(tmp_path):
 
     for output in tmp_path.glob("*.nzip"):
         decompress(output.read_bytes())  # every output that exists is complete
+
+
+def test_explain_writes_a_heatmap(workdir):
+    result = run("explain", "-m", "pixelcnn", "hopper.png", "-o", "bits.png")
+    assert result.exit_code == 0, result.stderr
+    assert "bits/sub-pixel" in result.stderr
+    with Image.open(workdir / "bits.png") as im:
+        assert im.format == "PNG" and im.width > 300 and im.height > 200
+    result = run("explain", "-m", "png", "hopper.png", "-o", "nope.png")
+    assert result.exit_code == 1 and "cannot attribute" in result.stderr and not (workdir / "nope.png").exists()
+
+
+def test_bench_on_own_images(workdir):
+    import json
+
+    os.mkdir("pics")
+    shutil.copy("small.png", "pics/a.png")
+    Image.fromarray(smooth_image(9, 9, channels=1)[:, :, 0]).save("pics/grey.png")
+    result = run("bench", "pics", "hopper.png", "-m", "png,jxl,pixelcnn", "--json", "b.json", "--plot", "b.png")
+    assert result.exit_code == 0, result.stderr
+    assert "| jxl |" in result.output and "| pixelcnn |" in result.output
+    document = json.loads((workdir / "b.json").read_text())
+    by_name = {c["name"]: c for c in document["codecs"]}
+    assert by_name["png"]["images"] == 3 and by_name["pixelcnn"]["images"] == 2  # pixelcnn codes RGB only
+    for codec in document["codecs"]:
+        assert codec["exact"] == codec["images"]
+        assert 0 < codec["bpd"] < 16 and codec["encode_img_per_s"] > 0 and codec["decode_img_per_s"] > 0
+        assert len(codec["per_image"]) == codec["images"]
+    assert by_name["pixelcnn"]["nll_bpd"] is not None
+    with Image.open(workdir / "b.png") as im:
+        assert im.format == "PNG"

@@ -195,7 +195,9 @@ class PixelCNNCodec(Codec):
         ones = np.full((n, hh * ww, 1), float(ACT_ONE))
         return torch.from_numpy(np.concatenate([x, ones], axis=2))
 
-    def _encode_tiles(self, tiles: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    def _tile_decisions(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Binary decisions and their left frequencies for same-size tiles [n, h, w, C],
+        each [n, h*w, C, 8] in decoding order."""
         n, h, w, c = tiles.shape
         hh, ww = self._padded(h, w)
         padded = np.zeros((n, hh, ww, c), dtype=np.uint8)
@@ -204,10 +206,26 @@ class PixelCNNCodec(Codec):
         head = self.exact.run({"x": self._network_input(padded)}, hh, ww).numpy().astype(np.int64)
         head = head.reshape(n, hh, ww, -1)[:, :h, :w].reshape(n * h * w, -1)
         bits, frequencies = self.mixture.decisions(head, tiles.reshape(n * h * w, c))
+        return bits.reshape(n, h * w, c, -1), frequencies.reshape(n, h * w, c, -1)
+
+    def _encode_tiles(self, tiles: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        bits, frequencies = self._tile_decisions(tiles)
+        n = len(tiles)
         bits, frequencies = bits.reshape(n, -1), frequencies.reshape(n, -1)
         lengths = self.mixture.code_length_bits(frequencies, bits)
         words = [ans_encode(bits[i], np.stack([frequencies[i], TOTAL - frequencies[i]], axis=1)) for i in range(n)]
         return words, lengths
+
+    def pixel_bits(self, image: PixelImage) -> np.ndarray:
+        """The model's code length of every pixel in bits (channels summed), float [H, W]."""
+        self.check(image)
+        out = np.zeros((image.height, image.width))
+        for top, left, h, w in tile_grid(image.height, image.width):
+            tile = image.pixels[None, top : top + h, left : left + w]
+            bits, frequencies = self._tile_decisions(tile)
+            per_pixel = self.mixture.code_length_bits(frequencies.reshape(h * w, -1), bits.reshape(h * w, -1))
+            out[top : top + h, left : left + w] = per_pixel.reshape(h, w)
+        return out
 
     def _split(self, payload: bytes, count: int) -> list[np.ndarray]:
         pos, lengths = 0, []
