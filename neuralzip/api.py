@@ -28,14 +28,19 @@ from .images import PixelImage, pixel_checksum, read_image
 from .registry import ModelError
 
 
+AUTO = "auto"
+
+
 @dataclass
 class Compressed:
     """Result of compressing: the file bytes and, for neural codecs, the model's ideal
-    code length of each image in bits (without container and coder overhead)."""
+    code length of each image in bits (without container and coder overhead); with
+    ``model="auto"``, ``choice`` says what was tried and why the codec won."""
 
     data: bytes
     codec: str
     nll_bits: list[float] | None = None
+    choice: object | None = None
 
 
 def _as_image(image) -> PixelImage:
@@ -47,34 +52,59 @@ def _as_image(image) -> PixelImage:
 
 
 def resolve_codec(model: str | None) -> Codec:
+    """The codec called ``model`` (not for ``auto``, which chooses per image)."""
     return codec_table.get_codec(model or codec_table.default_codec_name())
 
 
-def compress_batch(images: list, model: str | None = None) -> list[Compressed]:
-    """One single-image .nzip file per image; the batch only makes neural coding faster."""
+def _single(codec: Codec, image: PixelImage, payload: bytes) -> bytes:
+    entry = Entry("", image.mode, image.width, image.height, pixel_checksum(image), payload)
+    return pack(Container(codec.codec_id, codec.model_hash, [entry]))
+
+
+def compress_batch(images: list, model: str | None = AUTO, budget: float | None = None) -> list[Compressed]:
+    """One single-image .nzip file per image; the batch only makes neural coding faster.
+
+    ``model``: a codec name, or ``"auto"``/None to keep, per image, the smallest of every
+    suitable codec (within ``budget`` seconds per image)."""
     images = [_as_image(im) for im in images]
+    if model in (None, AUTO):
+        from .auto import DEFAULT_BUDGET, choose
+
+        out = []
+        for image, choice in zip(images, choose(images, budget or DEFAULT_BUDGET)):
+            codec = codec_table.get_codec(choice.codec)
+            nll = [choice.nll_bits] if choice.nll_bits is not None else None
+            out.append(Compressed(_single(codec, image, choice.payload), codec.name, nll, choice))
+        return out
     codec = resolve_codec(model)
     for image in images:
         codec.check(image)
     if codec.chained:
         return [compress_archive([im], [""], model) for im in images]
     encoded = codec.encode(images)
-    out = []
-    for i, (image, payload) in enumerate(zip(images, encoded.payloads)):
-        entry = Entry("", image.mode, image.width, image.height, pixel_checksum(image), payload)
-        data = pack(Container(codec.codec_id, codec.model_hash, [entry]))
-        out.append(Compressed(data, codec.name, [encoded.nll_bits[i]] if encoded.nll_bits else None))
-    return out
+    return [Compressed(_single(codec, image, payload), codec.name, [encoded.nll_bits[i]] if encoded.nll_bits else None)
+            for i, (image, payload) in enumerate(zip(images, encoded.payloads))]
 
 
-def compress(image, model: str | None = None) -> bytes:
+def compress(image, model: str | None = AUTO) -> bytes:
     """Compress one image (PixelImage, array [H, W, C] uint8, or path) to .nzip bytes."""
     return compress_batch([image], model)[0].data
 
 
-def compress_archive(images: list, names: list[str], model: str | None = None) -> Compressed:
-    """Several images in one archive file, in order, under their names."""
+def compress_archive(images: list, names: list[str], model: str | None = AUTO, budget: float | None = None) -> Compressed:
+    """Several images in one archive file, in order, under their names. With ``auto`` the
+    archive uses the one codec that makes the whole archive smallest."""
     images = [_as_image(im) for im in images]
+    choice = None
+    if model in (None, AUTO):
+        from .auto import DEFAULT_BUDGET, choose
+
+        choices = choose(images, budget or DEFAULT_BUDGET)
+        common = set.intersection(*(set(c.sizes) for c in choices))
+        if not common:
+            raise codec_table.UnsupportedImageError("no single codec codes every image of this archive")
+        model = min(common, key=lambda name: sum(c.sizes[name] for c in choices))
+        choice = choices
     codec = resolve_codec(model)
     for image in images:
         codec.check(image)
@@ -86,7 +116,7 @@ def compress_archive(images: list, names: list[str], model: str | None = None) -
         for entry, payload in zip(entries, encoded.payloads):
             entry.payload = payload
         container = Container(codec.codec_id, codec.model_hash, entries, archive=True)
-    return Compressed(pack(container), codec.name, encoded.nll_bits)
+    return Compressed(pack(container), codec.name, encoded.nll_bits, choice)
 
 
 def codec_for(container: Container) -> Codec:

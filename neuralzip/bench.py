@@ -55,7 +55,8 @@ class CodecResult:
 def run_codec(name: str, images: list[PixelImage], labels: list[str] | None = None, batch: int = 256,
               keep_per_image: bool = False) -> CodecResult:
     """Encode, decode and verify ``images`` with codec ``name``."""
-    codec = codec_table.get_codec(name)
+    auto = name == api.AUTO
+    codec = None if auto else codec_table.get_codec(name)
     labels = labels or [str(i) for i in range(len(images))]
     files: list[bytes] = []
     nll: list[float] = []
@@ -77,7 +78,7 @@ def run_codec(name: str, images: list[PixelImage], labels: list[str] | None = No
     for start in range(0, len(files), batch):
         containers = [unpack(data) for data in files[start : start + batch]]
         t0 = time.perf_counter()
-        decoded = _decode_many(codec, containers, failures, labels[start : start + batch])
+        decoded = _decode_many(containers, failures, labels[start : start + batch])
         decode_time += time.perf_counter() - t0
         decoded_all += decoded
         bar.update(len(containers))
@@ -86,9 +87,9 @@ def run_codec(name: str, images: list[PixelImage], labels: list[str] | None = No
         if image is not None and image.mode == original.mode and np.array_equal(image.pixels, original.pixels):
             exact += 1
     subpixels = sum(im.subpixels for im in images)
-    payload = sum(len(unpack(f).entries[0].payload) for f in files) if not codec.chained else sum(len(f) for f in files)
+    payload = sum(len(unpack(f).entries[0].payload) for f in files)
     file_bytes = sum(len(f) for f in files)
-    native = payload if codec.kind == "classical" else file_bytes
+    native = payload if codec is not None and codec.kind == "classical" else file_bytes
     per_image = None
     if keep_per_image:
         per_image = [{"image": label, "bytes": len(f), "bits_per_subpixel": 8 * len(f) / im.subpixels}
@@ -105,24 +106,29 @@ def run_codec(name: str, images: list[PixelImage], labels: list[str] | None = No
     )
 
 
-def _decode_many(codec, containers, failures, labels) -> list[PixelImage | None]:
-    """Decode a batch the way the CLI decodes one file each, but in one codec call."""
+def _decode_many(containers, failures, labels) -> list[PixelImage | None]:
+    """Decode a batch the way the CLI decodes one file each, but one codec call per codec
+    (files of ``auto`` may use different codecs)."""
     from .codecs.base import ImageShape
     from .images import pixel_checksum
 
-    shapes = [ImageShape(c.entries[0].mode, c.entries[0].width, c.entries[0].height) for c in containers]
-    try:
-        images = codec.decode([c.entries[0].payload for c in containers], shapes)
-    except Exception as error:  # count as failures, keep measuring the rest
-        failures += [f"{label}: {error}" for label in labels]
-        return [None] * len(containers)
-    out = []
-    for container, image, label in zip(containers, images, labels):
-        if pixel_checksum(image) != container.entries[0].checksum:
-            failures.append(f"{label}: checksum mismatch")
-            out.append(None)
-        else:
-            out.append(image)
+    out: list[PixelImage | None] = [None] * len(containers)
+    by_codec: dict[int, list[int]] = {}
+    for i, container in enumerate(containers):
+        by_codec.setdefault(container.codec_id, []).append(i)
+    for members in by_codec.values():
+        entries = [containers[i].entries[0] for i in members]
+        try:
+            codec = api.codec_for(containers[members[0]])
+            images = codec.decode([e.payload for e in entries], [ImageShape(e.mode, e.width, e.height) for e in entries])
+        except Exception as error:  # count as failures, keep measuring the rest
+            failures += [f"{labels[i]}: {error}" for i in members]
+            continue
+        for i, entry, image in zip(members, entries, images):
+            if pixel_checksum(image) != entry.checksum:
+                failures.append(f"{labels[i]}: checksum mismatch")
+            else:
+                out[i] = image
     return out
 
 
@@ -164,7 +170,8 @@ def plot(results: list[CodecResult], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for r in results:
-        colour = "tab:red" if codec_table.BY_NAME.get(r.name.split("-")[0]) and codec_table.BY_NAME[r.name.split("-")[0]].kind == "neural" else "tab:blue"
+        spec = codec_table.BY_NAME.get(r.name.split("-")[0])
+        colour = "tab:blue" if spec is not None and spec.kind == "classical" else "tab:red"
         ax.scatter(r.decode_img_per_s, r.bpd, color=colour, s=40, zorder=3)
         ax.annotate(r.name, (r.decode_img_per_s, r.bpd), textcoords="offset points", xytext=(6, 4), fontsize=9)
     ax.set_xscale("log")

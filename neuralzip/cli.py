@@ -129,14 +129,17 @@ def _ratio_line(label: str, data_len: int, subpixels: int, input_len: int | None
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or archive (several inputs or a folder).")
-@click.option("-m", "--model", help="Codec or model: pixelcnn, png, webp, jxl, j2k (see `nzip models`).")
+@click.option("-m", "--model", default="auto", show_default=True,
+              help="auto (smallest of all codecs), pixelcnn, png, webp, jxl, j2k (see `nzip models`).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write the .nzip data to standard output.")
 @click.option("-v", "--verbose", is_flag=True, help="Say which codec was used and why.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
+@click.option("--budget", type=click.FloatRange(min=0.1), default=None,
+              help="auto: seconds per image for trying codecs (default 120).")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images (default 268M pixels).")
 @click.pass_context
-def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, max_pixels):
+def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels):
     """Compress images to IMG.nzip (inputs are kept)."""
     ctx.obj["quiet"] = quiet
 
@@ -150,14 +153,16 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, max_p
         paths = _expand(inputs, reporter, allow_dirs=archive)
         if to_stdout and (len(paths) != 1 or output):
             raise click.UsageError("-c takes exactly one input and no -o")
-        codec = api.resolve_codec(model)
-        if verbose:
-            reporter.say(f"codec: {codec.name} ({codec.description})" + ("" if model else " [default]"))
+        auto = model == api.AUTO
+        codec = None if auto else api.resolve_codec(model)
+        if verbose and codec is not None:
+            reporter.say(f"codec: {codec.name} ({codec.description})")
         loaded = []
         for path in paths:
             try:
                 image = read_image(path, limit)
-                codec.check(image)
+                if codec is not None:
+                    codec.check(image)
                 if image.dropped_metadata:
                     reporter.say(f"nzip: {path}: note: {', '.join(image.dropped_metadata)} not stored (pixels only)")
                 loaded.append((path, image))
@@ -167,17 +172,21 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, max_p
             return
         if archive:
             names = _unique_names([p.name for p, _ in loaded])
-            result = api.compress_archive([im for _, im in loaded], names, codec.name)
+            result = api.compress_archive([im for _, im in loaded], names, model, budget)
+            if verbose:
+                reporter.say(f"archive codec: {result.codec}" + (" (smallest archive among all codecs)" if auto else ""))
             write_atomic(output, result.data, overwrite=force)
             total_in = sum(p.stat().st_size for p, _ in loaded)
             subpixels = sum(im.subpixels for _, im in loaded)
             reporter.say(_ratio_line(f"{len(loaded)} images -> {output}", len(result.data), subpixels, total_in))
             return
-        batch = BATCH if codec.kind == "neural" else 1  # classical codecs gain nothing from batches
+        batch = 1 if codec is not None and codec.kind == "classical" else BATCH  # neural codecs like batches
         for start in range(0, len(loaded), batch):
             chunk = loaded[start : start + batch]
-            results = api.compress_batch([im for _, im in chunk], codec.name)
+            results = api.compress_batch([im for _, im in chunk], model, budget)
             for (path, image), result in zip(chunk, results):
+                if verbose and result.choice is not None:
+                    reporter.say(f"{path}: {result.choice.explain(image.subpixels)}")
                 try:
                     if to_stdout:
                         sys.stdout.buffer.write(result.data)
@@ -326,7 +335,6 @@ def models(ctx):
         from . import codecs
 
         results = benchmark_results()
-        default = codecs.default_codec_name()
         click.echo(f"{'name':10} {'id':>3} {'kind':9} {'coded bpd':>9} {'NLL bpd':>8}  description")
         for spec in codecs.SPECS:
             available = codecs.spec_available(spec)
@@ -334,8 +342,9 @@ def models(ctx):
             bpd = f"{r['bpd']:.3f}" if r.get("bpd") is not None else "-"
             nll = f"{r['nll_bpd']:.3f}" if r.get("nll_bpd") is not None else "-"
             note = "" if available else "  [weights not installed]"
-            mark = " (default)" if spec.name == default else ""
+            mark = ""
             click.echo(f"{spec.name:10} {spec.codec_id:>3} {spec.kind:9} {bpd:>9} {nll:>8}  {spec.description}{mark}{note}")
+        click.echo(f"{'auto':10} {'':>3} {'selector':9} {'':>9} {'':>8}  smallest file among the codecs above, per image (default)")
         if results:
             click.echo("bpd: CIFAR-10 test set, all 10,000 images, from benchmarks/results/cifar10.json")
 

@@ -12,6 +12,8 @@ Guarantees:
 * :func:`pixel_checksum` is the CRC-32 stored in every .nzip entry; it covers the mode, size,
   samples and palette.
 
+16-bit colour PNGs keep all 16 bits (modes ``RGB;16``, ``RGBA;16``, ``LA;16``, uint16).
+
 Metadata (ICC profile, EXIF, text chunks) is not stored in .nzip files: :func:`read_image`
 lists what a file had in ``PixelImage.dropped_metadata`` so the CLI can say so.
 """
@@ -37,7 +39,11 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 _DTYPES = {"1": np.uint8, "L": np.uint8, "LA": np.uint8, "RGB": np.uint8, "RGBA": np.uint8,
            "P": np.uint8, "PA": np.uint8, "CMYK": np.uint8, "YCbCr": np.uint8, "LAB": np.uint8,
-           "HSV": np.uint8, "I;16": np.uint16, "I": np.int32, "F": np.float32}
+           "HSV": np.uint8, "I;16": np.uint16, "I": np.int32, "F": np.float32,
+           "RGB;16": np.uint16, "RGBA;16": np.uint16, "LA;16": np.uint16}
+# 16-bit colour: Pillow would reduce these to 8 bits, so they are read and written with
+# imagecodecs (libpng) and carried as uint16 arrays under their own mode names.
+WIDE_MODES = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
 
 
 class ImageError(Exception):
@@ -122,7 +128,7 @@ def decode_image_bytes(data: bytes, label: str = "input", max_pixels: int = DEFA
         raise ImageError(f"{label}: empty file")
     png = _png_bit_depth(data[:32])
     if png is not None and png[0] == 16 and png[1] in (2, 4, 6):
-        raise ImageError(f"{label}: 16-bit colour PNGs are not supported yet (their low bits would be lost)")
+        return _read_wide_png(data, label, max_pixels)
     previous = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = max_pixels
@@ -133,6 +139,7 @@ def decode_image_bytes(data: bytes, label: str = "input", max_pixels: int = DEFA
                     raise ImageError(f"{label}: has {im.n_frames} frames; only single-frame images are supported")
                 if im.width * im.height > max_pixels:
                     raise ImageError(f"{label}: {im.width}x{im.height} exceeds the limit of {max_pixels} pixels (raise it with --max-pixels)")
+                _refuse_reduced_depth(im, label)
                 im.load()
                 return _from_pil(im, label)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -146,6 +153,32 @@ def decode_image_bytes(data: bytes, label: str = "input", max_pixels: int = DEFA
         raise ImageError(f"{label}: damaged or truncated image ({reason})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
+
+
+def _refuse_reduced_depth(im: Image.Image, label: str) -> None:
+    """Pillow reads some 16-bit colour formats (TIFF, PPM) as 8-bit RGB; refuse those."""
+    for tile in getattr(im, "tile", None) or []:
+        rawmode = tile[3] if len(tile) > 3 else None
+        if isinstance(rawmode, tuple):
+            rawmode = rawmode[0] if rawmode else None
+        if im.mode in ("RGB", "RGBA", "LA") and isinstance(rawmode, str) and "16" in rawmode:
+            raise ImageError(f"{label}: 16-bit colour is only supported in PNG files; refusing to drop bits")
+
+
+def _read_wide_png(data: bytes, label: str, max_pixels: int) -> PixelImage:
+    """A 16-bit colour PNG with all 16 bits of every sample."""
+    import imagecodecs
+
+    width, height = struct.unpack(">II", data[16:24])
+    if width * height > max_pixels:
+        raise ImageError(f"{label}: {width}x{height} exceeds the limit of {max_pixels} pixels (raise it with --max-pixels)")
+    try:
+        array = np.asarray(imagecodecs.png_decode(data))
+    except Exception as error:  # imagecodecs raises its own error types
+        raise ImageError(f"{label}: damaged or truncated image ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+    if array.dtype != np.uint16 or array.ndim != 3 or array.shape[2] not in WIDE_MODES:
+        raise ImageError(f"{label}: unexpected 16-bit PNG layout {array.dtype} {array.shape}")
+    return PixelImage(WIDE_MODES[array.shape[2]], np.ascontiguousarray(array))
 
 
 def _from_pil(im: Image.Image, label: str) -> PixelImage:
@@ -199,6 +232,11 @@ def to_pil(image: PixelImage) -> Image.Image:
 
 
 def png_bytes(image: PixelImage, optimize: bool = False) -> bytes:
+    """The image as a PNG file (16-bit colour through libpng, the rest through Pillow)."""
+    if image.mode in WIDE_MODES.values():
+        import imagecodecs
+
+        return bytes(imagecodecs.png_encode(image.pixels, level=9 if optimize else 6))
     buffer = io.BytesIO()
     im = to_pil(image)
     kwargs = {"optimize": optimize}

@@ -18,6 +18,9 @@ def _images():
         "RGBA": PixelImage("RGBA", np.concatenate([rgb, rgb[:, :, :1] // 3], axis=2)),
         "LA": PixelImage("LA", np.ascontiguousarray(rgb[:, :, :2])),
         "I;16": PixelImage("I;16", (rgb[:, :, :1].astype(np.uint16) * 257 + 3)),
+        "RGB;16": PixelImage("RGB;16", rgb.astype(np.uint16) * 251 + 7),
+        "RGBA;16": PixelImage("RGBA;16", np.concatenate([rgb, rgb[:, :, :1]], axis=2).astype(np.uint16) * 255 + 1),
+        "LA;16": PixelImage("LA;16", np.ascontiguousarray(rgb[:, :, :2]).astype(np.uint16) * 199),
     }
 
 

@@ -167,12 +167,13 @@ def test_bench_on_own_images(workdir):
     os.mkdir("pics")
     shutil.copy("small.png", "pics/a.png")
     Image.fromarray(smooth_image(9, 9, channels=1)[:, :, 0]).save("pics/grey.png")
+    Image.fromarray(smooth_image(9, 9)).convert("P", palette=Image.ADAPTIVE, colors=8).save("pics/palette.png")
     result = run("bench", "pics", "hopper.png", "-m", "png,jxl,pixelcnn", "--json", "b.json", "--plot", "b.png")
     assert result.exit_code == 0, result.stderr
     assert "| jxl |" in result.output and "| pixelcnn |" in result.output
     document = json.loads((workdir / "b.json").read_text())
     by_name = {c["name"]: c for c in document["codecs"]}
-    assert by_name["png"]["images"] == 3 and by_name["pixelcnn"]["images"] == 2  # pixelcnn codes RGB only
+    assert by_name["png"]["images"] == 4 and by_name["pixelcnn"]["images"] == 3  # no palettes for pixelcnn
     for codec in document["codecs"]:
         assert codec["exact"] == codec["images"]
         assert 0 < codec["bpd"] < 16 and codec["encode_img_per_s"] > 0 and codec["decode_img_per_s"] > 0

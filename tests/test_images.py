@@ -71,18 +71,76 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
         read_image(tmp_path)
 
 
-def test_pixel_limit_and_16_bit_colour_refused():
+def test_pixel_limit():
     big = _png(Image.fromarray(np.zeros((100, 100, 3), np.uint8)))
     with pytest.raises(ImageError, match="pixels"):
         decode_image_bytes(big, max_pixels=5000)
-    # A 16-bit RGB PNG, written by hand (Pillow cannot write one): refused, not reduced.
-    raw = b"".join(b"\x00" + bytes(6 * 2) for _ in range(2))
+
+
+def _png16_by_hand(samples: np.ndarray) -> bytes:
+    """A 16-bit PNG written without any imaging library (filter 0 on every row)."""
+    h, w, c = samples.shape
+    colour_type = {2: 4, 3: 2, 4: 6}[c]
+    rows = samples.astype(">u2").reshape(h, w * c)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    png16 = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 16, 2, 0, 0, 0)) + \
-        chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    with pytest.raises(ImageError, match="16-bit"):
-        decode_image_bytes(png16)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _unpng16_by_hand(data: bytes) -> np.ndarray:
+    """An independent 16-bit PNG decoder (zlib + the five PNG filters), for checking."""
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    w, h, depth, colour_type = header[:4]
+    assert depth == 16 and header[6] == 0
+    c = {4: 2, 2: 3, 6: 4}[colour_type]
+    stride, bpp = w * c * 2, c * 2
+    raw = zlib.decompress(idat)
+    out = np.zeros((h, stride), dtype=np.int64)
+    prior = np.zeros(stride, dtype=np.int64)
+    for y in range(h):
+        kind = raw[y * (stride + 1)]
+        line = np.frombuffer(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)], np.uint8).astype(np.int64)
+        cur = np.zeros(stride, dtype=np.int64)
+        for x in range(stride):
+            a = cur[x - bpp] if x >= bpp else 0
+            b = prior[x]
+            cc = prior[x - bpp] if x >= bpp else 0
+            if kind == 0:
+                pred = 0
+            elif kind == 1:
+                pred = a
+            elif kind == 2:
+                pred = b
+            elif kind == 3:
+                pred = (a + b) // 2
+            else:
+                p = a + b - cc
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else cc)
+            cur[x] = (line[x] + pred) & 0xFF
+        out[y], prior = cur, cur
+    return (out[:, 0::2] * 256 + out[:, 1::2]).reshape(h, w, c).astype(np.uint16)
+
+
+@pytest.mark.parametrize("channels,mode", [(2, "LA;16"), (3, "RGB;16"), (4, "RGBA;16")])
+def test_16_bit_colour_keeps_every_bit(channels, mode):
+    samples = np.random.default_rng(channels).integers(0, 65536, (5, 6, channels)).astype(np.uint16)
+    samples[0, 0] = 1  # low bits that an 8-bit reduction would lose
+    image = decode_image_bytes(_png16_by_hand(samples))
+    assert image.mode == mode and image.pixels.dtype == np.uint16
+    assert np.array_equal(image.pixels, samples)
+    written = png_bytes(image)
+    assert np.array_equal(_unpng16_by_hand(written), samples)  # checked by an independent decoder
 
 
 def test_write_atomic_never_overwrites_without_permission(tmp_path):

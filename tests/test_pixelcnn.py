@@ -65,8 +65,10 @@ def test_damaged_payload_never_decodes_silently(tiny_pixelcnn):
 def test_unsupported_modes_are_refused(tiny_pixelcnn):
     from neuralzip.codecs.base import UnsupportedImageError
 
-    with pytest.raises(UnsupportedImageError):
-        tiny_pixelcnn.check(PixelImage("L", np.zeros((4, 4, 1), np.uint8)))
+    for image in (PixelImage("P", np.zeros((4, 4, 1), np.uint8)), PixelImage("I;16", np.zeros((4, 4, 1), np.uint16)),
+                  PixelImage("RGB;16", np.zeros((4, 4, 3), np.uint16))):
+        with pytest.raises(UnsupportedImageError):
+            tiny_pixelcnn.check(image)
 
 
 def test_bad_tile_table_is_a_payload_error(tiny_pixelcnn):
@@ -87,3 +89,24 @@ def test_shipped_model_on_real_images(sample_image):
         assert np.array_equal(original.pixels, image.pixels)
         assert len(payload) * 8 < 6.0 * original.subpixels  # a trained model beats raw 8 bits
         assert len(payload) * 8 - bits < 40
+
+
+@pytest.mark.parametrize("mode,channels", [("L", 1), ("LA", 2), ("RGBA", 4)])
+def test_grey_and_alpha_round_trip(tiny_pixelcnn, mode, channels):
+    pixels = smooth_image(11, 37, channels=channels, seed=channels)
+    image = PixelImage(mode, pixels)
+    encoded = tiny_pixelcnn.encode([image])
+    decoded = tiny_pixelcnn.decode(encoded.payloads, _shapes([image]))[0]
+    assert decoded.mode == mode and np.array_equal(decoded.pixels, pixels)
+
+
+def test_large_image_uses_many_recorded_tiles(tiny_pixelcnn):
+    from neuralzip.codecs.pixelcnn import tile_grid, tile_side
+
+    image = PixelImage("RGB", smooth_image(260, 263, seed=9))
+    side = tile_side(260, 263)
+    assert side == 64 and len(tile_grid(260, 263, side)) == 25
+    payload = tiny_pixelcnn.encode([image]).payloads[0]
+    assert payload[0] * 4 == side  # the tile layout is recorded in the payload
+    decoded = tiny_pixelcnn.decode([payload], _shapes([image]))[0]
+    assert np.array_equal(decoded.pixels, image.pixels)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
+from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError  # noqa: F401
 
 
 @dataclass(frozen=True)

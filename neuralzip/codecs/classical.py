@@ -6,8 +6,10 @@ PNG with ``optimize``; WebP lossless, quality 100, method 6, ``exact`` (keeps co
 transparent pixels); JPEG-XL lossless, effort 9; JPEG 2000 reversible 5/3 wavelet with the
 reversible colour transform.
 
-Modes: each codec codes the modes its format stores exactly; grey images go to WebP as
-RGB with three equal channels, which decodes back to grey exactly.
+Modes: each codec codes the modes its format stores exactly; grey images go to WebP and
+JPEG-XL (through Pillow) as RGB with three equal channels, which decodes back to grey
+exactly. 16-bit samples (I;16, LA;16, RGB;16, RGBA;16) go through imagecodecs (libpng,
+libjxl, OpenJPEG), never through an 8-bit path.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ def _decoded(codec: Codec, image: PixelImage, shape: ImageShape) -> PixelImage:
     return image
 
 
+WIDE = ("I;16", "LA;16", "RGB;16", "RGBA;16")  # 16-bit samples, coded through imagecodecs
+
+
 class PngCodec(Codec):
     name, codec_id, description = "png", 1, "PNG (Pillow, optimize)"
-    MODES = ("1", "L", "LA", "RGB", "RGBA", "P", "I;16")
+    MODES = ("1", "L", "LA", "RGB", "RGBA", "P") + WIDE
 
     def check(self, image):
         _check_mode(self, image, self.MODES)
@@ -117,14 +122,42 @@ class JxlCodec(_PillowCodec):
     name, codec_id, description = "jxl", 3, "JPEG-XL lossless (effort 9)"
     FORMAT = "JXL"
     OPTIONS = {"lossless": True, "effort": 9, "use_container": False}
+    MODES = _PillowCodec.MODES + WIDE
 
     def __init__(self):
+        import imagecodecs
         import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
+
+        self._codecs = imagecodecs
+
+    def encode(self, images):
+        wide = [im.mode in WIDE for im in images]
+        if not any(wide):
+            return super().encode(images)
+        return Encoded([self._encode_wide(im) if w else super().encode([im]).payloads[0] for im, w in zip(images, wide)])
+
+    def _encode_wide(self, image: PixelImage) -> bytes:
+        pixels = image.pixels[:, :, 0] if image.channels == 1 else image.pixels
+        return bytes(self._codecs.jpegxl_encode(np.ascontiguousarray(pixels), lossless=True, effort=9))
+
+    def decode(self, payloads, shapes):
+        out = []
+        for payload, shape in zip(payloads, shapes):
+            if shape.mode not in WIDE:
+                out += super().decode([payload], [shape])
+                continue
+            try:
+                pixels = np.asarray(self._codecs.jpegxl_decode(payload))
+            except Exception as error:
+                raise PayloadError(f"jxl payload does not decode ({type(error).__name__})") from None
+            pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
+            out.append(_decoded(self, PixelImage(shape.mode, np.ascontiguousarray(pixels.astype(np.uint16))), shape))
+        return out
 
 
 class J2kCodec(Codec):
     name, codec_id, description = "j2k", 4, "JPEG 2000 reversible with colour transform (OpenJPEG)"
-    MODES = ("L", "RGB", "RGBA", "I;16")
+    MODES = ("L", "LA", "RGB", "RGBA") + WIDE
 
     def __init__(self):
         import imagecodecs
@@ -152,6 +185,6 @@ class J2kCodec(Codec):
                 raise PayloadError(f"j2k payload does not decode ({type(error).__name__})") from None
             if pixels.ndim == 2:
                 pixels = pixels[:, :, None]
-            dtype = np.uint16 if shape.mode == "I;16" else np.uint8
+            dtype = np.uint16 if shape.mode in WIDE else np.uint8
             out.append(_decoded(self, PixelImage(shape.mode, np.ascontiguousarray(pixels.astype(dtype))), shape))
         return out

@@ -8,14 +8,17 @@ activations that pixel makes computable, for a whole batch of tiles at once, pop
 from one ANS stream per tile with :class:`~neuralzip.coding.BatchAnsDecoder`. Integer
 arithmetic makes the two paths agree exactly, on any batch size, thread count or machine.
 
-Images are cut into tiles of at most ``TILE`` x ``TILE`` pixels (raster order), each with its
-own stream, so a large image decodes as one batch. A tile whose sides are not multiples of
+Images are cut into tiles of at most ``TILE`` x ``TILE`` pixels (``LARGE_TILE`` for large
+images; raster order), each with its own stream, so a large image decodes as one batch.
+Grey images are seen by the network as R = G = B and only the first channel is coded; an
+alpha plane is coded beside the colour by the smaller of PNG and JPEG-XL. A tile whose sides are not multiples of
 the network's downsampling factor is padded on the right by repeating each row's last pixel
 and at the bottom with zeros; padding is never coded (the decoder repeats the pixel it just
 decoded, and no real pixel depends on the bottom rows).
 
-Payload of an image with n tiles: n-1 varint tile lengths in bytes, then each tile's ANS
-stream as bytes (:func:`~neuralzip.coding.stream_to_bytes`), in tile order.
+Payload: [tile side / 4, one byte, only if a side exceeds ``TILE``] [alpha plane, only for
+RGBA/LA: codec id byte, varint length, bytes] [n-1 varint tile lengths in bytes] [each tile's
+ANS stream as bytes (:func:`~neuralzip.coding.stream_to_bytes`), in tile order].
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ from ..nets.pixelcnn import PixelCNN, PixelCNNConfig, build_pixelcnn
 from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
 
 TILE = 32
+LARGE_TILE = 64
 ENCODE_CHUNK = 32
+COLOUR_CHANNELS = {"RGB": 3, "RGBA": 3, "L": 1, "LA": 1}
+ALPHA_MODES = ("RGBA", "LA")
+ALPHA_CODECS = {1: "png", 3: "jxl"}
 DECODE_BATCH = 1024
 
 
@@ -46,6 +53,40 @@ def tile_grid(height: int, width: int, tile: int = TILE) -> list[tuple[int, int,
     """(top, left, height, width) of each tile in raster order."""
     return [(top, left, min(tile, height - top), min(tile, width - left))
             for top in range(0, height, tile) for left in range(0, width, tile)]
+
+
+def tile_side(height: int, width: int) -> int:
+    """Tile side used for an image: larger tiles for large images (fewer tile borders without
+    context, still enough tiles to decode in parallel)."""
+    return LARGE_TILE if min(height, width) >= 4 * LARGE_TILE else TILE
+
+
+def _several_tiles_possible(height: int, width: int) -> bool:
+    """Whether the payload records the tile side (not for images that fit one small tile)."""
+    return height > TILE or width > TILE
+
+
+def _encode_alpha(alpha: np.ndarray) -> bytes:
+    """The alpha plane, coded with the smaller of PNG and JPEG-XL: codec id, length, bytes."""
+    from . import get_codec
+
+    plane = PixelImage("L", np.ascontiguousarray(alpha[:, :, None]))
+    options = {cid: get_codec(name).encode([plane]).payloads[0] for cid, name in ALPHA_CODECS.items()}
+    cid = min(options, key=lambda k: len(options[k]))
+    return bytes([cid]) + _varint(len(options[cid])) + options[cid]
+
+
+def _decode_alpha(payload: bytes, pos: int, shape: ImageShape) -> tuple[np.ndarray, int]:
+    from . import get_codec
+
+    if pos >= len(payload) or payload[pos] not in ALPHA_CODECS:
+        raise PayloadError("pixelcnn payload has a corrupt alpha plane")
+    cid = payload[pos]
+    length, pos = _read_varint(payload, pos + 1)
+    if len(payload) - pos < length:
+        raise PayloadError("pixelcnn payload is truncated (alpha plane)")
+    plane = get_codec(ALPHA_CODECS[cid]).decode([payload[pos : pos + length]], [ImageShape("L", shape.width, shape.height)])[0]
+    return plane.pixels[:, :, 0], pos + length
 
 
 def _varint(value: int) -> bytes:
@@ -117,71 +158,89 @@ class PixelCNNCodec(Codec):
 
     # ---- interface -------------------------------------------------------------------------
     def check(self, image: PixelImage) -> None:
-        expected = {3: "RGB", 1: "L"}.get(self.config.channels)
-        if image.mode != expected or image.pixels.dtype != np.uint8:
-            raise UnsupportedImageError(f"pixelcnn codes {expected} images with 8-bit samples, not {image.mode}")
+        if self.config.channels != 3 or image.mode not in COLOUR_CHANNELS or image.pixels.dtype != np.uint8:
+            raise UnsupportedImageError(f"pixelcnn codes RGB, RGBA, L and LA images with 8-bit samples, not {image.mode}")
 
     def encode(self, images: list[PixelImage]) -> Encoded:
         for image in images:
             self.check(image)
-        tiles, owners = self._tiles([im.pixels for im in images])
+        tiles, owners, sides = [], [], []
+        for index, image in enumerate(images):
+            side = tile_side(image.height, image.width)
+            sides.append(side)
+            colour = image.pixels[:, :, : COLOUR_CHANNELS[image.mode]]
+            for top, left, h, w in tile_grid(image.height, image.width, side):
+                tiles.append(colour[top : top + h, left : left + w])
+                owners.append(index)
         streams: list[np.ndarray] = [None] * len(tiles)  # type: ignore[list-item]
         bits = np.zeros(len(tiles))
-        for (h, w), members in self._groups(tiles).items():
+        for members in self._groups(tiles).values():
             for start in range(0, len(members), ENCODE_CHUNK):
                 chunk = members[start : start + ENCODE_CHUNK]
                 words, lengths = self._encode_tiles(np.stack([tiles[i] for i in chunk]))
                 for i, stream, length in zip(chunk, words, lengths):
                     streams[i], bits[i] = stream, length
         payloads, nll = [], []
-        for index in range(len(images)):
+        for index, image in enumerate(images):
             mine = [i for i, owner in enumerate(owners) if owner == index]
             parts = [stream_to_bytes(streams[i]) for i in mine]
-            payloads.append(b"".join(_varint(len(part)) for part in parts[:-1]) + b"".join(parts))
-            nll.append(float(bits[mine].sum()))
+            header = bytes([sides[index] // 4]) if _several_tiles_possible(image.height, image.width) else b""
+            alpha = _encode_alpha(image.pixels[:, :, -1]) if image.mode in ALPHA_MODES else b""
+            payloads.append(header + alpha + b"".join(_varint(len(part)) for part in parts[:-1]) + b"".join(parts))
+            nll.append(float(bits[mine].sum()) + 8 * len(alpha))
         return Encoded(payloads, nll)
 
     def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
-        tile_shapes, owners, streams = [], [], []
+        tile_keys, owners, streams, layouts, alphas = [], [], [], [], []
         for index, (payload, shape) in enumerate(zip(payloads, shapes)):
-            grid = tile_grid(shape.height, shape.width)
-            words = self._split(payload, len(grid))
-            for (_, _, h, w), stream in zip(grid, words):
-                tile_shapes.append((h, w))
+            if shape.mode not in COLOUR_CHANNELS:
+                raise PayloadError(f"pixelcnn payload for an image of mode {shape.mode}")
+            pos, side = 0, TILE
+            if _several_tiles_possible(shape.height, shape.width):
+                if not payload:
+                    raise PayloadError("pixelcnn payload is truncated (tile size)")
+                side, pos = 4 * payload[0], 1
+                if side < 4 or side % self.multiple:
+                    raise PayloadError(f"pixelcnn payload has an invalid tile size {side}")
+            alpha = None
+            if shape.mode in ALPHA_MODES:
+                alpha, pos = _decode_alpha(payload, pos, shape)
+            grid = tile_grid(shape.height, shape.width, side)
+            channels = COLOUR_CHANNELS[shape.mode]
+            for (_, _, h, w), stream in zip(grid, self._split(payload[pos:], len(grid))):
+                tile_keys.append((h, w, channels))
                 owners.append(index)
                 streams.append(stream)
+            layouts.append(grid)
+            alphas.append(alpha)
         decoded: list[np.ndarray] = [None] * len(streams)  # type: ignore[list-item]
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, hw in enumerate(tile_shapes):
-            groups.setdefault(hw, []).append(i)
-        for (h, w), members in groups.items():
+        groups: dict[tuple[int, int, int], list[int]] = {}
+        for i, key in enumerate(tile_keys):
+            groups.setdefault(key, []).append(i)
+        for (h, w, channels), members in groups.items():
             for start in range(0, len(members), DECODE_BATCH):
                 chunk = members[start : start + DECODE_BATCH]
-                for i, tile in zip(chunk, self._decode_tiles([streams[i] for i in chunk], h, w)):
+                for i, tile in zip(chunk, self._decode_tiles([streams[i] for i in chunk], h, w, channels)):
                     decoded[i] = tile
         images = []
         for index, shape in enumerate(shapes):
-            pixels = np.zeros((shape.height, shape.width, self.config.channels), dtype=np.uint8)
+            channels = COLOUR_CHANNELS[shape.mode]
+            pixels = np.zeros((shape.height, shape.width, channels + (shape.mode in ALPHA_MODES)), dtype=np.uint8)
             mine = [i for i, owner in enumerate(owners) if owner == index]
-            for (top, left, h, w), i in zip(tile_grid(shape.height, shape.width), mine):
-                pixels[top : top + h, left : left + w] = decoded[i]
+            for (top, left, h, w), i in zip(layouts[index], mine):
+                pixels[top : top + h, left : left + w, :channels] = decoded[i]
+            if alphas[index] is not None:
+                pixels[:, :, -1] = alphas[index]
             images.append(PixelImage(shape.mode, pixels))
         return images
 
     # ---- tiles -----------------------------------------------------------------------------
-    def _tiles(self, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
-        tiles, owners = [], []
-        for index, pixels in enumerate(arrays):
-            for top, left, h, w in tile_grid(*pixels.shape[:2]):
-                tiles.append(pixels[top : top + h, left : left + w])
-                owners.append(index)
-        return tiles, owners
-
     @staticmethod
-    def _groups(tiles: list[np.ndarray]) -> dict[tuple[int, int], list[int]]:
-        groups: dict[tuple[int, int], list[int]] = {}
+    def _groups(tiles: list[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
+        """Tiles of the same size and channel count, coded together."""
+        groups: dict[tuple[int, ...], list[int]] = {}
         for i, tile in enumerate(tiles):
-            groups.setdefault(tile.shape[:2], []).append(i)
+            groups.setdefault(tile.shape, []).append(i)
         return groups
 
     def _padded(self, h: int, w: int) -> tuple[int, int]:
@@ -189,7 +248,10 @@ class PixelCNNCodec(Codec):
         return math.ceil(h / m) * m, math.ceil(w / m) * m
 
     def _network_input(self, pixels: np.ndarray) -> torch.Tensor:
-        """uint8 [n, H, W, C] -> integer network input [n, H*W, C+1] (ones channel last)."""
+        """uint8 [n, H, W, C] -> integer network input [n, H*W, 3+1] (ones channel last);
+        a grey tile (C = 1) is seen by the network as R = G = B."""
+        if pixels.shape[3] == 1:
+            pixels = np.repeat(pixels, 3, axis=3)
         n, hh, ww, c = pixels.shape
         x = pixel_to_input(pixels).reshape(n, hh * ww, c).astype(np.float64)
         ones = np.full((n, hh * ww, 1), float(ACT_ONE))
@@ -220,8 +282,9 @@ class PixelCNNCodec(Codec):
         """The model's code length of every pixel in bits (channels summed), float [H, W]."""
         self.check(image)
         out = np.zeros((image.height, image.width))
-        for top, left, h, w in tile_grid(image.height, image.width):
-            tile = image.pixels[None, top : top + h, left : left + w]
+        colour = image.pixels[:, :, : COLOUR_CHANNELS[image.mode]]
+        for top, left, h, w in tile_grid(image.height, image.width, tile_side(image.height, image.width)):
+            tile = colour[None, top : top + h, left : left + w]
             bits, frequencies = self._tile_decisions(tile)
             per_pixel = self.mixture.code_length_bits(frequencies.reshape(h * w, -1), bits.reshape(h * w, -1))
             out[top : top + h, left : left + w] = per_pixel.reshape(h, w)
@@ -240,8 +303,9 @@ class PixelCNNCodec(Codec):
         except CodingError as error:
             raise PayloadError(f"pixelcnn payload is corrupt ({error})") from None
 
-    def _decode_tiles(self, streams: list[np.ndarray], h: int, w: int) -> np.ndarray:
-        n, c = len(streams), self.config.channels
+    def _decode_tiles(self, streams: list[np.ndarray], h: int, w: int, c: int) -> np.ndarray:
+        """Decode same-size tiles with ``c`` coded channels (3, or 1 for grey)."""
+        n = len(streams)
         hh, ww = self._padded(h, w)
         try:
             decoder = BatchAnsDecoder(streams)
@@ -255,11 +319,12 @@ class PixelCNNCodec(Codec):
                 t = y * ww + x
                 head = run.advance(t)
                 if x < w:
-                    values = self.mixture.decode_pixel(head.numpy().astype(np.int64), decoder.decode_binary)
+                    values = self.mixture.decode_pixel(head.numpy().astype(np.int64), decoder.decode_binary, c)
                     out[:, y, x] = values
                 else:
                     values = out[:, y, w - 1]
-                run.set_pixel(t, torch.from_numpy(np.concatenate([pixel_to_input(values).astype(np.float64), ones], axis=1)))
+                rgb = np.repeat(values, 3, axis=1) if c == 1 else values
+                run.set_pixel(t, torch.from_numpy(np.concatenate([pixel_to_input(rgb).astype(np.float64), ones], axis=1)))
         if np.any(decoder.remaining_words() != 0) or not np.all(decoder.exhausted()):
             raise PayloadError("pixelcnn payload is corrupt (stream not fully consumed)")
         return out

@@ -149,7 +149,8 @@ class ExactMixture:
 
     # ---- encoder ---------------------------------------------------------------------------
     def decisions(self, head: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """All binary decisions coding ``values`` uint8 [N, C] under ``head`` [N, size].
+        """All binary decisions coding ``values`` uint8 [N, c] under ``head`` [N, size]
+        (c <= C: the first c channels, e.g. 1 for a grey image).
 
         Channels are coded in order, each under the mixture whose component weights are the
         posterior given the earlier channels (the joint mixture of PixelCNN++ factorised
@@ -161,7 +162,7 @@ class ExactMixture:
         frequencies = np.zeros((n, c, BITS), dtype=np.int64)
         width = LEVELS >> np.arange(BITS)  # interval width at each depth
         weights, channels = self.channel_parameters(head)
-        for channel, params in enumerate(channels):
+        for channel, params in enumerate(channels[:c]):
             v = values[:, channel : channel + 1]
             means = params.coupled_means(values[:, :channel])
             mids = (v // width) * width + width // 2
@@ -179,14 +180,14 @@ class ExactMixture:
         return bits, frequencies
 
     # ---- decoder ---------------------------------------------------------------------------
-    def decode_pixel(self, head: np.ndarray, decode_bit) -> np.ndarray:
-        """Decode one pixel (all channels) for N streams. ``decode_bit(left_frequency)``
-        pops one bit per stream. Returns uint8 values [N, C]."""
+    def decode_pixel(self, head: np.ndarray, decode_bit, channels_coded: int | None = None) -> np.ndarray:
+        """Decode one pixel for N streams: its first ``channels_coded`` channels (default all).
+        ``decode_bit(left_frequency)`` pops one bit per stream. Returns uint8 values [N, c]."""
         n = len(head)
-        c = self.layout.channels
+        c = channels_coded or self.layout.channels
         values = np.zeros((n, c), dtype=np.int64)
         weights, channels = self.channel_parameters(head)
-        for channel, params in enumerate(channels):
+        for channel, params in enumerate(channels[:c]):
             means = params.coupled_means(values[:, :channel])
             low = np.zeros(n, dtype=np.int64)
             g_low = np.zeros(n, dtype=np.int64)

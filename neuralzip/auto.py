@@ -1,0 +1,83 @@
+"""``--model auto``: code each image with every suitable codec and keep the smallest file.
+
+Guarantees: the chosen file is the smallest among the codecs tried; every installed
+classical codec that supports the image is tried unless its estimated time exceeds what is
+left of the per-image budget, so within the budget the result is never larger than the best
+classical codec's output (the .nzip header is the same for all). Neural codecs are tried
+when their estimated encoding time fits the budget. Estimates come from each codec's
+measured throughput on this project's machine (pixels per second, conservative), so a
+huge image does not spend minutes in a codec that cannot finish in time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from . import codecs as codec_table
+from .codecs.base import Codec
+from .images import PixelImage
+
+# Encoding throughput in pixels per second on a 2-core machine (benchmarks/photos.py),
+# rounded down; used only to skip codecs that would overrun the time budget.
+ENCODE_PIXELS_PER_SECOND = {"png": 1_000_000, "j2k": 2_000_000, "jxl": 100_000, "webp": 40_000, "pixelcnn": 20_000}
+# Codecs in the order they are tried (the likely winners first).
+ORDER = ("pixelcnn", "jxl", "webp", "j2k", "png")
+DEFAULT_BUDGET = 120.0
+
+
+@dataclass
+class Choice:
+    """What auto did for one image: the winner and every candidate's size or reason."""
+
+    codec: str
+    payload: bytes
+    nll_bits: float | None
+    sizes: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def explain(self, subpixels: int) -> str:
+        ranked = sorted(self.sizes.items(), key=lambda kv: kv[1])
+        parts = [f"{name} {8 * size / subpixels:.3f}" for name, size in ranked]
+        skipped = [f"{name} skipped ({why})" for name, why in self.skipped.items()]
+        return f"auto chose {self.codec}: bits/sub-pixel " + ", ".join(parts) + ("; " + ", ".join(skipped) if skipped else "")
+
+
+def candidates() -> list[str]:
+    available = {spec.name for spec in codec_table.available_specs()}
+    return [name for name in ORDER if name in available]
+
+
+def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list[str] | None = None) -> list[Choice]:
+    """Code every image with each candidate codec (in batches) and pick the smallest."""
+    names = names or candidates()
+    choices = [None] * len(images)
+    tried: list[dict[str, tuple[bytes, float | None]]] = [{} for _ in images]
+    skipped: list[dict[str, str]] = [{} for _ in images]
+    spent = [0.0] * len(images)
+    for name in names:
+        codec: Codec = codec_table.get_codec(name)
+        todo = []
+        for i, image in enumerate(images):
+            if not codec.supports(image):
+                continue
+            estimate = image.width * image.height / ENCODE_PIXELS_PER_SECOND.get(name, 10_000)
+            if spent[i] + estimate > budget:
+                skipped[i][name] = f"~{estimate:.0f} s estimated, budget {budget:.0f} s"
+                continue
+            todo.append(i)
+        if not todo:
+            continue
+        started = time.perf_counter()
+        encoded = codec.encode([images[i] for i in todo])
+        elapsed = (time.perf_counter() - started) / len(todo)
+        for k, i in enumerate(todo):
+            spent[i] += elapsed
+            tried[i][name] = (encoded.payloads[k], encoded.nll_bits[k] if encoded.nll_bits else None)
+    for i, image in enumerate(images):
+        if not tried[i]:
+            raise codec_table.UnsupportedImageError(f"no codec can code this {image.mode} image within the budget")
+        best = min(tried[i], key=lambda name: len(tried[i][name][0]))
+        choices[i] = Choice(best, tried[i][best][0], tried[i][best][1],
+                            {name: len(p) for name, (p, _) in tried[i].items()}, skipped[i])
+    return choices
