@@ -22,13 +22,17 @@ import numpy as np
 from . import codecs as codec_table
 from .codecs.base import Codec, ImageShape, PayloadError
 from .container import (
-    ChecksumError, Container, CorruptError, Entry, ModelMismatchError, UnknownModelError, pack, unpack,
+    ChecksumError, Container, CorruptError, Entry, FormatError, ModelMismatchError, UnknownModelError, pack, unpack,
 )
-from .images import PixelImage, pixel_checksum, read_image
+from .images import DEFAULT_MAX_PIXELS, PixelImage, pixel_checksum, read_image
 from .registry import ModelError
 
 
 AUTO = "auto"
+
+
+class TooLargeError(FormatError):
+    """The file describes an image above the decoder's pixel limit."""
 
 
 @dataclass
@@ -135,8 +139,14 @@ def codec_for(container: Container) -> Codec:
     return codec
 
 
-def decode_container(container: Container, codec: Codec | None = None) -> list[tuple[str, PixelImage]]:
-    """Decode every image of a parsed container, verifying checksums."""
+def decode_container(container: Container, codec: Codec | None = None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[str, PixelImage]]:
+    """Decode every image of a parsed container, verifying checksums. Images above
+    ``max_pixels`` are refused before anything is allocated for them."""
+    for entry in container.entries:
+        if entry.width * entry.height > max_pixels:
+            raise TooLargeError(f"image of {entry.width}x{entry.height} exceeds the limit of {max_pixels} pixels "
+                                "(raise it with --max-pixels if the file is trusted)")
     codec = codec or codec_for(container)
     shapes = [ImageShape(e.mode, e.width, e.height) for e in container.entries]
     payloads = [container.chained_payload] if container.chained else [e.payload for e in container.entries]

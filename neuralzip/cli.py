@@ -23,14 +23,6 @@ IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif
 BATCH = 64  # images encoded together (neural codecs are faster on batches)
 
 
-class Interrupted(BaseException):
-    """Raised on SIGTERM so that cleanup code (temporary files) runs as for Ctrl-C."""
-
-
-def _on_sigterm(signum, frame):
-    raise Interrupted()
-
-
 class Reporter:
     """Collects failures; prints one line per problem."""
 
@@ -52,21 +44,17 @@ class Reporter:
 
 
 def _known_errors():
-    from .codecs import UnknownCodecError
-    from .codecs.base import UnsupportedImageError
-    from .container import FormatError
-    from .data import DataError
-    from .images import ImageError
-    from .registry import ModelError
+    from .jobs import known_errors
 
-    return (FormatError, ImageError, ModelError, UnsupportedImageError, UnknownCodecError, DataError,
-            FileExistsError, IsADirectoryError, PermissionError, OSError)
+    return known_errors()
 
 
 def _run(ctx: click.Context, body) -> None:
     """Run a command body with the shared error handling and exit code."""
+    from .jobs import Interrupted, on_sigterm
+
     obj = ctx.obj
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     reporter = Reporter(obj["debug"], obj.get("quiet", False))
     try:
         body(reporter)
@@ -118,12 +106,12 @@ def _expand(paths: tuple[str, ...], reporter: Reporter, allow_dirs: bool) -> lis
     return out
 
 
-def _ratio_line(label: str, data_len: int, subpixels: int, input_len: int | None) -> str:
-    bits = 8 * data_len / subpixels if subpixels else 0.0
-    line = f"{label}: {data_len} bytes, {bits:.3f} bits/sub-pixel"
-    if input_len:
-        line += f", {100 * data_len / input_len:.1f}% of input ({input_len} bytes)"
-    return line
+def _report(reporter: Reporter, messages) -> None:
+    for message in messages:
+        if message.error:
+            reporter.error(message.where, message.text)
+        else:
+            reporter.say(f"nzip: {message.where}: {message.text}" if message.where else message.text)
 
 
 @main.command()
@@ -138,66 +126,55 @@ def _ratio_line(label: str, data_len: int, subpixels: int, input_len: int | None
 @click.option("--budget", type=click.FloatRange(min=0.1), default=None,
               help="auto: seconds per image for trying codecs (default 120).")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images (default 268M pixels).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Parallel worker processes.")
 @click.pass_context
-def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels):
+def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels, jobs):
     """Compress images to IMG.nzip (inputs are kept)."""
     ctx.obj["quiet"] = quiet
 
     def body(reporter: Reporter):
-        from . import api
+        from . import api, jobs as file_jobs
         from .images import DEFAULT_MAX_PIXELS, read_image, write_atomic
 
         _set_threads()
-        limit = max_pixels or DEFAULT_MAX_PIXELS
         archive = output is not None and (len(inputs) > 1 or any(Path(p).is_dir() for p in inputs))
         paths = _expand(inputs, reporter, allow_dirs=archive)
         if to_stdout and (len(paths) != 1 or output):
             raise click.UsageError("-c takes exactly one input and no -o")
-        auto = model == api.AUTO
-        codec = None if auto else api.resolve_codec(model)
-        if verbose and codec is not None:
+        if output and not archive and len(paths) > 1:
+            raise click.UsageError("-o with several inputs makes an archive; give it a name ending in .nzip")
+        if verbose and model != api.AUTO:
+            codec = api.resolve_codec(model)
             reporter.say(f"codec: {codec.name} ({codec.description})")
+        options = file_jobs.Options(model, budget, force, max_pixels, verbose, None if archive else output)
+        if not archive and not to_stdout:
+            _report(reporter, file_jobs.run(file_jobs.compress_files, paths, options, jobs))
+            return
         loaded = []
         for path in paths:
             try:
-                image = read_image(path, limit)
-                if codec is not None:
-                    codec.check(image)
-                if image.dropped_metadata:
-                    reporter.say(f"nzip: {path}: note: {', '.join(image.dropped_metadata)} not stored (pixels only)")
-                loaded.append((path, image))
+                loaded.append((path, read_image(path, max_pixels or DEFAULT_MAX_PIXELS)))
             except _known_errors() as error:
                 reporter.error(str(path), error)
         if not loaded:
             return
-        if archive:
-            names = _unique_names([p.name for p, _ in loaded])
-            result = api.compress_archive([im for _, im in loaded], names, model, budget)
-            if verbose:
-                reporter.say(f"archive codec: {result.codec}" + (" (smallest archive among all codecs)" if auto else ""))
-            write_atomic(output, result.data, overwrite=force)
-            total_in = sum(p.stat().st_size for p, _ in loaded)
-            subpixels = sum(im.subpixels for _, im in loaded)
-            reporter.say(_ratio_line(f"{len(loaded)} images -> {output}", len(result.data), subpixels, total_in))
+        if to_stdout:
+            (path, image), = loaded
+            result = api.compress_batch([image], model, budget)[0]
+            if verbose and result.choice is not None:
+                reporter.say(f"{path}: {result.choice.explain(image.subpixels)}")
+            sys.stdout.buffer.write(result.data)
+            sys.stdout.buffer.flush()
+            reporter.say(file_jobs.ratio_line(f"{path} -> stdout", len(result.data), image.subpixels, path.stat().st_size))
             return
-        batch = 1 if codec is not None and codec.kind == "classical" else BATCH  # neural codecs like batches
-        for start in range(0, len(loaded), batch):
-            chunk = loaded[start : start + batch]
-            results = api.compress_batch([im for _, im in chunk], model, budget)
-            for (path, image), result in zip(chunk, results):
-                if verbose and result.choice is not None:
-                    reporter.say(f"{path}: {result.choice.explain(image.subpixels)}")
-                try:
-                    if to_stdout:
-                        sys.stdout.buffer.write(result.data)
-                        sys.stdout.buffer.flush()
-                        target = "stdout"
-                    else:
-                        target = output or f"{path}.nzip"
-                        write_atomic(target, result.data, overwrite=force)
-                    reporter.say(_ratio_line(f"{path} -> {target}", len(result.data), image.subpixels, path.stat().st_size))
-                except _known_errors() as error:
-                    reporter.error(str(path), error)
+        names = _unique_names([p.name for p, _ in loaded])
+        result = api.compress_archive([im for _, im in loaded], names, model, budget)
+        if verbose:
+            reporter.say(f"archive codec: {result.codec}" + (" (smallest archive among all codecs)" if model == api.AUTO else ""))
+        write_atomic(output, result.data, overwrite=force)
+        total_in = sum(p.stat().st_size for p, _ in loaded)
+        subpixels = sum(im.subpixels for _, im in loaded)
+        reporter.say(file_jobs.ratio_line(f"{len(loaded)} images -> {output}", len(result.data), subpixels, total_in))
 
     _run(ctx, body)
 
@@ -215,68 +192,26 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _safe_name(name: str, index: int) -> str:
-    """An archive entry name as a plain file name: no directories, no '..', ends in .png."""
-    base = name.replace("\\", "/").split("/")[-1].strip()
-    if base in ("", ".", "..") or base.startswith("."):
-        base = f"image{index:05d}"
-    if not base.lower().endswith(".png"):
-        base += ".png"
-    return base
-
-
-def _default_output(path: Path) -> Path:
-    name = path.name[:-5] if path.name.endswith(".nzip") and len(path.name) > 5 else path.name
-    if not name.lower().endswith(".png"):
-        name += ".png"
-    return path.with_name(name)
-
-
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output PNG (single image) or directory (archive).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
+@click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images (default 268M pixels).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Parallel worker processes.")
 @click.pass_context
-def decompress(ctx, inputs, output, force, quiet):
+def decompress(ctx, inputs, output, force, quiet, max_pixels, jobs):
     """Restore images from .nzip files as PNG (pixels identical, checksum verified)."""
     ctx.obj["quiet"] = quiet
 
     def body(reporter: Reporter):
-        from . import api
-        from .container import unpack
-        from .images import png_bytes, write_atomic
+        from . import jobs as file_jobs
 
         _set_threads()
         if output and len(inputs) > 1:
             raise click.UsageError("-o takes one input")
-        for raw in inputs:
-            path = Path(raw)
-            try:
-                if path.is_dir():
-                    raise IsADirectoryError(f"{path}: is a directory")
-                data = path.read_bytes()
-                container = unpack(data)
-                started = time.perf_counter()
-                images = api.decode_container(container)
-                elapsed = time.perf_counter() - started
-                if container.archive:
-                    directory = Path(output) if output else _default_output(path).with_suffix("")
-                    directory.mkdir(parents=True, exist_ok=True)
-                    written = 0
-                    for index, (name, image) in enumerate(images):
-                        try:
-                            write_atomic(directory / _safe_name(name, index), png_bytes(image), overwrite=force)
-                            written += 1
-                        except _known_errors() as error:
-                            reporter.error(str(directory / _safe_name(name, index)), error)
-                    reporter.say(f"{path} -> {directory}/: {written} of {len(images)} images ({elapsed:.2f} s)")
-                else:
-                    target = Path(output) if output else _default_output(path)
-                    write_atomic(target, png_bytes(images[0][1]), overwrite=force)
-                    reporter.say(f"{path} -> {target}: {images[0][1].width}x{images[0][1].height} {images[0][1].mode}, exact ({elapsed:.2f} s)")
-            except _known_errors() as error:
-                reporter.error(str(path), error)
+        options = file_jobs.Options(force=force, max_pixels=max_pixels, output=output)
+        _report(reporter, file_jobs.run(file_jobs.decompress_files, [Path(p) for p in inputs], options, jobs))
 
     _run(ctx, body)
 

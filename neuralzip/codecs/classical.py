@@ -28,6 +28,25 @@ def _check_mode(codec: Codec, image: PixelImage, modes: tuple[str, ...]) -> None
         raise UnsupportedImageError(f"{codec.name} cannot code {image.mode} images losslessly (it codes {', '.join(modes)})")
 
 
+def _expect_size(codec: Codec, width: int, height: int, shape: ImageShape) -> None:
+    """Checked before decoding, so a payload cannot make us allocate a huge image."""
+    if (width, height) != (shape.width, shape.height):
+        raise PayloadError(f"{codec.name} payload is {width}x{height}, the container says {shape.width}x{shape.height}")
+
+
+def _j2k_size(payload: bytes) -> tuple[int, int, int]:
+    """(width, height, components) from a JPEG 2000 codestream's SIZ marker."""
+    import struct
+
+    if len(payload) < 42 or payload[:4] != b"\xff\x4f\xff\x51":
+        raise PayloadError("j2k payload is not a JPEG 2000 codestream")
+    xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", payload[8:24])
+    components = struct.unpack(">H", payload[40:42])[0]
+    if xsiz <= xosiz or ysiz <= yosiz:
+        raise PayloadError("j2k payload has an empty image area")
+    return xsiz - xosiz, ysiz - yosiz, components
+
+
 def _decoded(codec: Codec, image: PixelImage, shape: ImageShape) -> PixelImage:
     if image.mode != shape.mode or (image.width, image.height) != (shape.width, shape.height):
         raise PayloadError(f"{codec.name} payload decodes to {image.mode} {image.width}x{image.height}, "
@@ -54,7 +73,7 @@ class PngCodec(Codec):
         out = []
         for payload, shape in zip(payloads, shapes):
             try:
-                image = decode_image_bytes(payload, "png payload")
+                image = decode_image_bytes(payload, "png payload", max_pixels=shape.width * shape.height)
             except ImageError as error:
                 raise PayloadError(str(error)) from None
             out.append(_decoded(self, image, shape))
@@ -94,8 +113,11 @@ class _PillowCodec(Codec):
         for payload, shape in zip(payloads, shapes):
             try:
                 with Image.open(io.BytesIO(payload)) as im:
+                    _expect_size(self, im.width, im.height, shape)
                     im.load()
                     carrier = np.asarray(im.convert("RGBA" if im.mode in ("RGBA", "LA", "PA") else "RGB"))
+            except PayloadError:
+                raise
             except Exception as error:  # the plugins raise a variety of types on bad data
                 raise PayloadError(f"{self.name} payload does not decode ({type(error).__name__})") from None
             out.append(_decoded(self, self._from_carrier(carrier, shape), shape))
@@ -147,7 +169,11 @@ class JxlCodec(_PillowCodec):
                 out += super().decode([payload], [shape])
                 continue
             try:
+                with Image.open(io.BytesIO(payload)) as im:  # reads the header only
+                    _expect_size(self, im.width, im.height, shape)
                 pixels = np.asarray(self._codecs.jpegxl_decode(payload))
+            except PayloadError:
+                raise
             except Exception as error:
                 raise PayloadError(f"jxl payload does not decode ({type(error).__name__})") from None
             pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
@@ -179,6 +205,10 @@ class J2kCodec(Codec):
     def decode(self, payloads, shapes):
         out = []
         for payload, shape in zip(payloads, shapes):
+            width, height, components = _j2k_size(payload)
+            _expect_size(self, width, height, shape)
+            if components > 4:
+                raise PayloadError(f"j2k payload has {components} components")
             try:
                 pixels = np.asarray(self._codecs.jpeg2k_decode(payload))
             except Exception as error:

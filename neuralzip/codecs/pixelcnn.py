@@ -191,48 +191,74 @@ class PixelCNNCodec(Codec):
         return Encoded(payloads, nll)
 
     def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
+        results = self.decode_each(payloads, shapes)
+        for result in results:
+            if isinstance(result, PayloadError):
+                raise result
+        return results
+
+    def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
+        """Like :meth:`decode`, but a bad payload only fails its own image: returns, per
+        image, the decoded image or the :class:`PayloadError` that stopped it."""
+        results: list = [None] * len(payloads)
         tile_keys, owners, streams, layouts, alphas = [], [], [], [], []
         for index, (payload, shape) in enumerate(zip(payloads, shapes)):
-            if shape.mode not in COLOUR_CHANNELS:
-                raise PayloadError(f"pixelcnn payload for an image of mode {shape.mode}")
-            pos, side = 0, TILE
-            if _several_tiles_possible(shape.height, shape.width):
-                if not payload:
-                    raise PayloadError("pixelcnn payload is truncated (tile size)")
-                side, pos = 4 * payload[0], 1
-                if side < 4 or side % self.multiple:
-                    raise PayloadError(f"pixelcnn payload has an invalid tile size {side}")
-            alpha = None
-            if shape.mode in ALPHA_MODES:
-                alpha, pos = _decode_alpha(payload, pos, shape)
-            grid = tile_grid(shape.height, shape.width, side)
+            try:
+                grid, alpha, tile_streams = self._parse(payload, shape)
+            except PayloadError as error:
+                results[index] = error
+                layouts.append(None)
+                alphas.append(None)
+                continue
             channels = COLOUR_CHANNELS[shape.mode]
-            for (_, _, h, w), stream in zip(grid, self._split(payload[pos:], len(grid))):
+            for (_, _, h, w), stream in zip(grid, tile_streams):
                 tile_keys.append((h, w, channels))
                 owners.append(index)
                 streams.append(stream)
             layouts.append(grid)
             alphas.append(alpha)
-        decoded: list[np.ndarray] = [None] * len(streams)  # type: ignore[list-item]
+        decoded: list = [None] * len(streams)
         groups: dict[tuple[int, int, int], list[int]] = {}
         for i, key in enumerate(tile_keys):
             groups.setdefault(key, []).append(i)
         for (h, w, channels), members in groups.items():
             for start in range(0, len(members), DECODE_BATCH):
                 chunk = members[start : start + DECODE_BATCH]
-                for i, tile in zip(chunk, self._decode_tiles([streams[i] for i in chunk], h, w, channels)):
-                    decoded[i] = tile
-        images = []
+                tiles, complete = self._decode_tiles([streams[i] for i in chunk], h, w, channels)
+                for i, tile, ok in zip(chunk, tiles, complete):
+                    decoded[i] = tile if ok else None
         for index, shape in enumerate(shapes):
+            if results[index] is not None:
+                continue
+            mine = [i for i, owner in enumerate(owners) if owner == index]
+            if any(decoded[i] is None for i in mine):
+                results[index] = PayloadError("pixelcnn payload is corrupt (a stream was not consumed exactly)")
+                continue
             channels = COLOUR_CHANNELS[shape.mode]
             pixels = np.zeros((shape.height, shape.width, channels + (shape.mode in ALPHA_MODES)), dtype=np.uint8)
-            mine = [i for i, owner in enumerate(owners) if owner == index]
             for (top, left, h, w), i in zip(layouts[index], mine):
                 pixels[top : top + h, left : left + w, :channels] = decoded[i]
             if alphas[index] is not None:
                 pixels[:, :, -1] = alphas[index]
-            images.append(PixelImage(shape.mode, pixels))
-        return images
+            results[index] = PixelImage(shape.mode, pixels)
+        return results
+
+    def _parse(self, payload: bytes, shape: ImageShape):
+        """(tile grid, alpha plane or None, tile streams) of one payload."""
+        if shape.mode not in COLOUR_CHANNELS:
+            raise PayloadError(f"pixelcnn payload for an image of mode {shape.mode}")
+        pos, side = 0, TILE
+        if _several_tiles_possible(shape.height, shape.width):
+            if not payload:
+                raise PayloadError("pixelcnn payload is truncated (tile size)")
+            side, pos = 4 * payload[0], 1
+            if side < 4 or side % self.multiple:
+                raise PayloadError(f"pixelcnn payload has an invalid tile size {side}")
+        alpha = None
+        if shape.mode in ALPHA_MODES:
+            alpha, pos = _decode_alpha(payload, pos, shape)
+        grid = tile_grid(shape.height, shape.width, side)
+        return grid, alpha, self._split(payload[pos:], len(grid))
 
     # ---- tiles -----------------------------------------------------------------------------
     @staticmethod
@@ -303,8 +329,9 @@ class PixelCNNCodec(Codec):
         except CodingError as error:
             raise PayloadError(f"pixelcnn payload is corrupt ({error})") from None
 
-    def _decode_tiles(self, streams: list[np.ndarray], h: int, w: int, c: int) -> np.ndarray:
-        """Decode same-size tiles with ``c`` coded channels (3, or 1 for grey)."""
+    def _decode_tiles(self, streams: list[np.ndarray], h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decode same-size tiles with ``c`` coded channels (3, or 1 for grey). Returns the
+        tiles and, per tile, whether its stream was consumed exactly (False: corrupt)."""
         n = len(streams)
         hh, ww = self._padded(h, w)
         try:
@@ -325,9 +352,7 @@ class PixelCNNCodec(Codec):
                     values = out[:, y, w - 1]
                 rgb = np.repeat(values, 3, axis=1) if c == 1 else values
                 run.set_pixel(t, torch.from_numpy(np.concatenate([pixel_to_input(rgb).astype(np.float64), ones], axis=1)))
-        if np.any(decoder.remaining_words() != 0) or not np.all(decoder.exhausted()):
-            raise PayloadError("pixelcnn payload is corrupt (stream not fully consumed)")
-        return out
+        return out, (decoder.remaining_words() == 0) & decoder.exhausted()
 
 
 def integer_weights_hash(exact: ExactNetwork) -> bytes:

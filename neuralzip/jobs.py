@@ -1,0 +1,189 @@
+"""File jobs behind ``nzip compress`` and ``nzip decompress``: one file in, one file out.
+
+The same functions run in the command's own process or, with ``-j N``, in N worker
+processes (each handling chunks of the file list), so parallel and serial runs behave
+identically. They never raise for a bad file: each returns messages (a summary line or a
+one-line error) for the command to print. Outputs are written atomically and never replace
+an existing file unless ``force``, so two commands working on the same folder at once
+cannot corrupt a file: one of them reports that the output already exists.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+NEURAL_BATCH = 64
+
+
+@dataclass
+class Options:
+    model: str = "auto"
+    budget: float | None = None
+    force: bool = False
+    max_pixels: int | None = None
+    verbose: bool = False
+    output: str | None = None  # single input only
+
+
+@dataclass
+class Message:
+    error: bool
+    where: str
+    text: str
+
+
+def known_errors():
+    from .codecs import UnknownCodecError
+    from .codecs.base import UnsupportedImageError
+    from .container import FormatError
+    from .data import DataError
+    from .images import ImageError
+    from .registry import ModelError
+
+    return (FormatError, ImageError, ModelError, UnsupportedImageError, UnknownCodecError, DataError, OSError)
+
+
+def ratio_line(label: str, data_len: int, subpixels: int, input_len: int | None) -> str:
+    bits = 8 * data_len / subpixels if subpixels else 0.0
+    line = f"{label}: {data_len} bytes, {bits:.3f} bits/sub-pixel"
+    if input_len:
+        line += f", {100 * data_len / input_len:.1f}% of input ({input_len} bytes)"
+    return line
+
+
+def default_decompressed_name(path: Path) -> Path:
+    name = path.name[:-5] if path.name.endswith(".nzip") and len(path.name) > 5 else path.name
+    if not name.lower().endswith(".png"):
+        name += ".png"
+    return path.with_name(name)
+
+
+def safe_entry_name(name: str, index: int) -> str:
+    """An archive entry name as a plain file name: no directories, no '..', ends in .png."""
+    base = name.replace("\\", "/").split("/")[-1].strip()
+    if base in ("", ".", "..") or base.startswith("."):
+        base = f"image{index:05d}"
+    if not base.lower().endswith(".png"):
+        base += ".png"
+    return base
+
+
+def compress_files(paths: list[Path], options: Options) -> list[Message]:
+    """Compress each path to PATH.nzip (or ``options.output``)."""
+    from . import api
+    from .images import DEFAULT_MAX_PIXELS, read_image, write_atomic
+
+    messages: list[Message] = []
+    errors = known_errors()
+    codec = None if options.model == api.AUTO else api.resolve_codec(options.model)
+    loaded = []
+    for path in paths:
+        try:
+            image = read_image(path, options.max_pixels or DEFAULT_MAX_PIXELS)
+            if codec is not None:
+                codec.check(image)
+            if image.dropped_metadata:
+                messages.append(Message(False, str(path), f"note: {', '.join(image.dropped_metadata)} not stored (pixels only)"))
+            loaded.append((path, image))
+        except errors as error:
+            messages.append(Message(True, str(path), str(error)))
+    batch = 1 if codec is not None and codec.kind == "classical" else NEURAL_BATCH
+    for start in range(0, len(loaded), batch):
+        chunk = loaded[start : start + batch]
+        try:
+            results = api.compress_batch([image for _, image in chunk], options.model, options.budget)
+        except errors as error:
+            messages += [Message(True, str(path), str(error)) for path, _ in chunk]
+            continue
+        for (path, image), result in zip(chunk, results):
+            if options.verbose and result.choice is not None:
+                messages.append(Message(False, str(path), result.choice.explain(image.subpixels)))
+            target = options.output or f"{path}.nzip"
+            try:
+                write_atomic(target, result.data, overwrite=options.force)
+                messages.append(Message(False, "", ratio_line(f"{path} -> {target}", len(result.data),
+                                                               image.subpixels, path.stat().st_size)))
+            except errors as error:
+                messages.append(Message(True, str(target), str(error)))
+    return messages
+
+
+def decompress_files(paths: list[Path], options: Options) -> list[Message]:
+    """Restore each .nzip file as PNG (an archive into a directory)."""
+    from . import api
+    from .container import unpack
+    from .images import DEFAULT_MAX_PIXELS, png_bytes, write_atomic
+
+    messages: list[Message] = []
+    errors = known_errors()
+    for path in paths:
+        try:
+            if path.is_dir():
+                raise IsADirectoryError(f"{path}: is a directory")
+            container = unpack(path.read_bytes())
+            started = time.perf_counter()
+            images = api.decode_container(container, max_pixels=options.max_pixels or DEFAULT_MAX_PIXELS)
+            elapsed = time.perf_counter() - started
+            if container.archive:
+                directory = Path(options.output) if options.output else default_decompressed_name(path).with_suffix("")
+                directory.mkdir(parents=True, exist_ok=True)
+                written = 0
+                for index, (name, image) in enumerate(images):
+                    target = directory / safe_entry_name(name, index)
+                    try:
+                        write_atomic(target, png_bytes(image), overwrite=options.force)
+                        written += 1
+                    except errors as error:
+                        messages.append(Message(True, str(target), str(error)))
+                messages.append(Message(False, "", f"{path} -> {directory}/: {written} of {len(images)} images ({elapsed:.2f} s)"))
+            else:
+                image = images[0][1]
+                target = Path(options.output) if options.output else default_decompressed_name(path)
+                write_atomic(target, png_bytes(image), overwrite=options.force)
+                messages.append(Message(False, "", f"{path} -> {target}: {image.width}x{image.height} {image.mode}, "
+                                                   f"exact, checksum verified ({elapsed:.2f} s)"))
+        except errors as error:
+            messages.append(Message(True, str(path), str(error)))
+    return messages
+
+
+class Interrupted(BaseException):
+    """Raised on SIGTERM so that cleanup code (temporary files) runs as for Ctrl-C."""
+
+
+def on_sigterm(signum, frame):
+    raise Interrupted()
+
+
+def _worker_init(threads: int) -> None:
+    signal.signal(signal.SIGTERM, on_sigterm)
+    os.environ["NZIP_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run(function, paths: list[Path], options: Options, jobs: int = 1):
+    """Yield messages of ``function`` over ``paths``, in ``jobs`` processes when > 1."""
+    if jobs <= 1 or len(paths) <= 1:
+        yield from function(paths, options)
+        return
+    chunk = max(1, min(NEURAL_BATCH, -(-len(paths) // (4 * jobs))))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pieces = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = [pool.submit(function, piece, options) for piece in pieces]
+        try:
+            for future in as_completed(futures):
+                yield from future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise

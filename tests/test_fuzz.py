@@ -1,0 +1,15 @@
+"""A short decoder fuzz run: every mutated or random file is a clean error or the exact image."""
+
+import numpy as np
+
+from neuralzip import codecs
+from neuralzip.fuzz import fuzz
+
+
+def test_short_fuzz_run_over_every_codec(tiny_pixelcnn):
+    codecs.register(tiny_pixelcnn)
+    report = fuzz(["png", "webp", "jxl", "j2k", "pixelcnn"], cases=600, seed=7, time_limit=60)
+    assert report.cases == 600
+    assert report.bad == 0, report.failures[:3]
+    assert report.outcomes["error"] > 300  # most mutations must be caught
+    assert set(report.by_codec) >= {"png", "webp", "jxl", "j2k", "pixelcnn", "random"}
