@@ -1,6 +1,7 @@
 """``--model auto``: code each image with every suitable codec and keep the smallest file.
 
-Guarantees: the chosen file is the smallest among the codecs tried; every installed
+Guarantees: the chosen file is the smallest among the codecs tried (at least one: the fastest
+suitable codec runs even when the budget allows none); every installed
 classical codec that supports the image is tried unless its estimated time exceeds what is
 left of the per-image budget, so within the budget the result is never larger than the best
 classical codec's output (the .nzip header is the same for all). Neural codecs are tried
@@ -23,6 +24,7 @@ from .images import PixelImage
 ENCODE_PIXELS_PER_SECOND = {"png": 1_000_000, "j2k": 2_000_000, "jxl": 100_000, "webp": 40_000, "pixelcnn": 20_000}
 # Codecs in the order they are tried (the likely winners first).
 ORDER = ("pixelcnn", "jxl", "webp", "j2k", "png")
+FASTEST = ("png", "j2k", "jxl", "webp", "pixelcnn")
 DEFAULT_BUDGET = 120.0
 
 
@@ -75,8 +77,12 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
             spent[i] += elapsed
             tried[i][name] = (encoded.payloads[k], encoded.nll_bits[k] if encoded.nll_bits else None)
     for i, image in enumerate(images):
-        if not tried[i]:
-            raise codec_table.UnsupportedImageError(f"no codec can code this {image.mode} image within the budget")
+        if not tried[i]:  # the budget allowed nothing: the fastest codec that can, regardless
+            fallback = next((n for n in FASTEST if n in names and codec_table.get_codec(n).supports(image)), None)
+            if fallback is None:
+                raise codec_table.UnsupportedImageError(f"no installed codec can code this {image.mode} image")
+            encoded = codec_table.get_codec(fallback).encode([image])
+            tried[i][fallback] = (encoded.payloads[0], encoded.nll_bits[0] if encoded.nll_bits else None)
         best = min(tried[i], key=lambda name: len(tried[i][name][0]))
         choices[i] = Choice(best, tried[i][best][0], tried[i][best][1],
                             {name: len(p) for name, (p, _) in tried[i].items()}, skipped[i])

@@ -1,0 +1,60 @@
+"""Any size, any mode: ``auto`` round-trips every mode exactly at odd sizes and is never
+larger than the best classical codec."""
+
+import numpy as np
+import pytest
+
+from neuralzip import api, codecs
+from neuralzip.images import PixelImage
+
+from .conftest import smooth_image
+
+SIZES = [(1, 1), (1, 7), (7, 1), (17, 33), (13, 31)]
+
+
+def _image(mode: str, h: int, w: int, seed: int) -> PixelImage:
+    rgb = smooth_image(h, w, 4, seed)
+    if mode in ("RGB", "RGBA", "L", "LA"):
+        return PixelImage(mode, np.ascontiguousarray(rgb[:, :, : {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}[mode]]))
+    if mode == "P":
+        return PixelImage("P", (rgb[:, :, :1] % 16).astype(np.uint8), palette=bytes(range(48)), palette_mode="RGB")
+    if mode == "1":
+        return PixelImage("1", (rgb[:, :, :1] > 128).astype(np.uint8))
+    if mode == "I;16":
+        return PixelImage("I;16", rgb[:, :, :1].astype(np.uint16) * 257)
+    return PixelImage("RGB;16", rgb[:, :, :3].astype(np.uint16) * 251 + 3)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "1", "I;16", "RGB;16"])
+def test_auto_round_trips_every_mode_at_odd_sizes(tiny_pixelcnn, monkeypatch, mode):
+    codecs.register(tiny_pixelcnn)
+    monkeypatch.setattr(codecs, "spec_available", lambda spec: True)  # the tiny model stands in for the shipped one
+    for i, (h, w) in enumerate(SIZES):
+        image = _image(mode, h, w, i)
+        data = api.compress(image, model="auto")
+        back = api.decompress(data)
+        assert back.mode == mode and np.array_equal(back.pixels, image.pixels), (mode, h, w)
+        if mode == "P":
+            assert back.palette == image.palette
+        classical = [api.compress(image, model=name) for name in ("png", "webp", "jxl", "j2k")
+                     if codecs.get_codec(name).supports(image)]
+        assert len(data) <= min(len(c) for c in classical)
+
+
+def test_auto_explains_its_choice(tiny_pixelcnn, monkeypatch):
+    codecs.register(tiny_pixelcnn)
+    monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
+    image = _image("RGB", 8, 8, 3)
+    result = api.compress_batch([image], "auto")[0]
+    text = result.choice.explain(image.subpixels)
+    assert text.startswith(f"auto chose {result.codec}") and "jxl" in text and "png" in text
+    tight = api.compress_batch([image], "auto", budget=1e-6)[0]
+    assert "skipped" in tight.choice.explain(image.subpixels)
+
+
+def test_decoder_refuses_images_above_the_pixel_limit():
+    from neuralzip.container import FormatError
+
+    data = api.compress(_image("RGB", 20, 20, 1), model="png")
+    with pytest.raises(FormatError, match="exceeds the limit"):
+        api.decode_container(__import__("neuralzip.container", fromlist=["unpack"]).unpack(data), max_pixels=100)
