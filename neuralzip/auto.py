@@ -21,9 +21,10 @@ from .images import PixelImage
 
 # Encoding throughput in pixels per second on a 2-core machine (benchmarks/photos.py),
 # rounded down; used only to skip codecs that would overrun the time budget.
-ENCODE_PIXELS_PER_SECOND = {"png": 1_000_000, "j2k": 2_000_000, "jxl": 100_000, "webp": 40_000, "pixelcnn": 20_000}
+ENCODE_PIXELS_PER_SECOND = {"png": 1_000_000, "j2k": 2_000_000, "jxl": 100_000, "webp": 40_000, "pixelcnn": 20_000,
+                            "flow": 100_000}
 # Codecs in the order they are tried (the likely winners first).
-ORDER = ("pixelcnn", "jxl", "webp", "j2k", "png")
+ORDER = ("pixelcnn", "flow", "jxl", "webp", "j2k", "png")
 FASTEST = ("png", "j2k", "jxl", "webp", "pixelcnn")
 DEFAULT_BUDGET = 120.0
 

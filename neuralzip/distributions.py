@@ -92,3 +92,29 @@ def mixture_log_likelihood(params: torch.Tensor, x: torch.Tensor, layout: Mixtur
 def bits_per_dim(log_likelihood_nats: torch.Tensor, dims_per_item: int) -> torch.Tensor:
     """Mean bits per sub-pixel from summed log-likelihoods."""
     return -log_likelihood_nats / (dims_per_item * math.log(2.0))
+
+
+def log_bin_probability(upper: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+    """log(sigmoid(upper) - sigmoid(lower)) for upper > lower, accurate in both tails
+    (computed on the side of the smaller tail mass)."""
+    left = (upper + lower) <= 0
+    a = torch.where(left, F.logsigmoid(upper), F.logsigmoid(-lower))
+    b = torch.where(left, F.logsigmoid(lower), F.logsigmoid(-upper))
+    return a + torch.log1p(-torch.exp(torch.clamp(b - a, max=-1e-7)))
+
+
+def latent_log_likelihood(params: torch.Tensor, z: torch.Tensor, mixtures: int) -> torch.Tensor:
+    """Log-likelihood in nats of integer latents under a discretized logistic mixture with
+    unbounded support (bins of width 1 around every integer).
+
+    ``params``: [B, C * 3K, H, W], per latent channel c the block ``[logits | means |
+    log_scales]`` of K each at channel offset ``3K c``; means and scales are in units of
+    127.5 latent steps (as pixels in [-1, 1]). ``z``: [B, C, H, W]. Returns [B, C, H, W].
+    The exact coder (:mod:`neuralzip.exact.latent`) implements the same distribution."""
+    b, c, h, w = z.shape
+    p = params.float().reshape(b, c, 3, mixtures, h, w)
+    logits, means, log_scales = p[:, :, 0], p[:, :, 1] * 127.5, p[:, :, 2].clamp(min=LOG_SCALE_MIN)
+    inv = torch.exp(-log_scales) / 127.5
+    centered = z.float().unsqueeze(2) - means
+    log_p = log_bin_probability(inv * (centered + 0.5), inv * (centered - 0.5))
+    return torch.logsumexp(log_p + torch.log_softmax(logits, dim=2), dim=2)

@@ -30,12 +30,14 @@ class Family:
 
 def families() -> dict[str, Family]:
     """Trainable model families (imports torch, so only on demand)."""
+    from .nets.flow import FlowConfig, IntegerFlow
     from .nets.pixelcnn import PixelCNN, PixelCNNConfig
 
-    return {"pixelcnn": Family("pixelcnn", PixelCNNConfig, PixelCNN)}
+    return {"pixelcnn": Family("pixelcnn", PixelCNNConfig, PixelCNN),
+            "flow": Family("flow", FlowConfig, IntegerFlow)}
 
 
-FAMILY_NAMES = ("pixelcnn",)
+FAMILY_NAMES = ("pixelcnn", "flow")
 
 
 class ModelError(Exception):

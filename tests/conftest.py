@@ -40,3 +40,17 @@ def tiny_pixelcnn():
 @pytest.fixture(scope="session")
 def sample_image() -> PixelImage:
     return read_image(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def tiny_flow():
+    """An integer discrete flow codec with a tiny random (untrained) network."""
+    from neuralzip.codecs.flow import FlowCodec
+    from neuralzip.nets.flow import FlowConfig, IntegerFlow
+
+    torch.manual_seed(0)
+    model = IntegerFlow(FlowConfig(hidden=8, couplings=2, mixtures=2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    return FlowCodec.from_float(model)

@@ -6,10 +6,11 @@ from neuralzip import codecs
 from neuralzip.fuzz import fuzz
 
 
-def test_short_fuzz_run_over_every_codec(tiny_pixelcnn):
+def test_short_fuzz_run_over_every_codec(tiny_pixelcnn, tiny_flow):
     codecs.register(tiny_pixelcnn)
-    report = fuzz(["png", "webp", "jxl", "j2k", "pixelcnn"], cases=600, seed=7, time_limit=60)
-    assert report.cases == 600
+    codecs.register(tiny_flow)
+    report = fuzz(["png", "webp", "jxl", "j2k", "pixelcnn", "flow"], cases=700, seed=7, time_limit=60)
+    assert report.cases == 700
     assert report.bad == 0, report.failures[:3]
-    assert report.outcomes["error"] > 300  # most mutations must be caught
-    assert set(report.by_codec) >= {"png", "webp", "jxl", "j2k", "pixelcnn", "random"}
+    assert report.outcomes["error"] > 350  # most mutations must be caught
+    assert set(report.by_codec) >= {"png", "webp", "jxl", "j2k", "pixelcnn", "flow", "random"}

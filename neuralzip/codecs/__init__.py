@@ -49,6 +49,7 @@ SPECS = [
     CodecSpec("jxl", 3, "classical", "JPEG-XL lossless (effort 9)", _classical("JxlCodec")),
     CodecSpec("j2k", 4, "classical", "JPEG 2000 reversible, colour transform", _classical("J2kCodec")),
     CodecSpec("pixelcnn", 16, "neural", "PixelCNN++, exact integer inference", _neural("pixelcnn", "PixelCNNCodec", "pixelcnn"), "pixelcnn"),
+    CodecSpec("flow", 32, "neural", "integer discrete flow, exact integer inference", _neural("flow", "FlowCodec", "flow"), "flow"),
 ]
 BY_NAME = {spec.name: spec for spec in SPECS}
 BY_ID = {spec.codec_id: spec for spec in SPECS}

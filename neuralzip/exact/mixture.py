@@ -127,9 +127,11 @@ class ExactMixture:
     def __init__(self, layout: MixtureLayout):
         self.layout = layout
 
-    def channel_parameters(self, head: np.ndarray) -> tuple[np.ndarray, list[ChannelParameters]]:
+    def channel_parameters(self, head: np.ndarray, offsets: np.ndarray | None = None) -> tuple[np.ndarray, list[ChannelParameters]]:
         """``head``: int64 [N, layout.size] -> (prior component weights [N, K], one
-        :class:`ChannelParameters` per channel)."""
+        :class:`ChannelParameters` per channel). ``offsets`` [N] (2**-13 units) are
+        subtracted from every mean: the coded value is then relative to a per-row origin
+        (latents coded in a window, see :mod:`neuralzip.exact.latent`)."""
         _, inverse_scale, weight_table, tanh, _ = _tables()
         k, c = self.layout.mixtures, self.layout.channels
         head = np.asarray(head, dtype=np.int64)
@@ -144,11 +146,14 @@ class ExactMixture:
             pairs = [couplings_at + pair_index(channel, j) * k for j in range(channel)]
             couplings = (np.stack([tanh[np.clip(head[:, p : p + k], -TANH_SPAN, TANH_SPAN) + TANH_SPAN] for p in pairs], axis=1)
                          if pairs else np.zeros((len(head), 0, k), dtype=np.int64))
-            out.append(ChannelParameters((mean + ACT_ONE) * 255, inverse, couplings))
+            means = (mean + ACT_ONE) * 255
+            if offsets is not None:
+                means = means - np.asarray(offsets, dtype=np.int64)[:, None]
+            out.append(ChannelParameters(means, inverse, couplings))
         return weights, out
 
     # ---- encoder ---------------------------------------------------------------------------
-    def decisions(self, head: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def decisions(self, head: np.ndarray, values: np.ndarray, offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """All binary decisions coding ``values`` uint8 [N, c] under ``head`` [N, size]
         (c <= C: the first c channels, e.g. 1 for a grey image).
 
@@ -161,7 +166,7 @@ class ExactMixture:
         bits = np.zeros((n, c, BITS), dtype=np.int64)
         frequencies = np.zeros((n, c, BITS), dtype=np.int64)
         width = LEVELS >> np.arange(BITS)  # interval width at each depth
-        weights, channels = self.channel_parameters(head)
+        weights, channels = self.channel_parameters(head, offsets)
         for channel, params in enumerate(channels[:c]):
             v = values[:, channel : channel + 1]
             means = params.coupled_means(values[:, :channel])
@@ -180,13 +185,14 @@ class ExactMixture:
         return bits, frequencies
 
     # ---- decoder ---------------------------------------------------------------------------
-    def decode_pixel(self, head: np.ndarray, decode_bit, channels_coded: int | None = None) -> np.ndarray:
+    def decode_pixel(self, head: np.ndarray, decode_bit, channels_coded: int | None = None,
+                     offsets: np.ndarray | None = None) -> np.ndarray:
         """Decode one pixel for N streams: its first ``channels_coded`` channels (default all).
         ``decode_bit(left_frequency)`` pops one bit per stream. Returns uint8 values [N, c]."""
         n = len(head)
         c = channels_coded or self.layout.channels
         values = np.zeros((n, c), dtype=np.int64)
-        weights, channels = self.channel_parameters(head)
+        weights, channels = self.channel_parameters(head, offsets)
         for channel, params in enumerate(channels[:c]):
             means = params.coupled_means(values[:, :channel])
             low = np.zeros(n, dtype=np.int64)

@@ -1,0 +1,316 @@
+"""Integer discrete flow codec: one exact network pass each way, latents coded with their
+exact prior tables.
+
+Encoding runs the flow forward (:class:`~neuralzip.nets.flow.IntegerFlow`'s structure, with
+every coupling and prior network an :class:`~neuralzip.exact.network.ExactNetwork`), then
+codes every latent with :class:`~neuralzip.exact.latent.ExactLatentPrior`, top level first.
+Decoding pops the top latents, inverts the last level's couplings (subtracting the same
+integer translations, recomputed exactly), predicts the next level's prior from the result,
+pops those latents, and so on down to the pixels. All latents of a level are decoded for a
+whole batch of tiles at once, one ANS stream per tile.
+
+Images are coded as 32x32 tiles (the flow's training size); an edge tile is padded to 32x32
+by repeating its last row and column, and the padding is coded with the tile (the decoder
+crops it). Payload: n-1 varint tile lengths in bytes, then the tiles' ANS streams
+(:func:`~neuralzip.coding.stream_to_bytes`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from ..coding import TOTAL, BatchAnsDecoder, CodingError, bytes_to_stream, stream_to_bytes
+from ..coding import encode as ans_encode
+from ..exact.fixedpoint import ACT_FRAC, ACT_LIMIT, to_fixed
+from ..exact.latent import ExactLatentPrior
+from ..exact.network import ExactNetwork
+from ..images import PixelImage
+from ..nets.flow import FlowConfig, IntegerFlow, coupling_graph, prior_graph, squeeze, unsqueeze
+from ..nets.graph import param_key
+from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
+from .pixelcnn import _read_varint, _varint, tile_grid
+
+TILE = 32
+BATCH = 1024
+NETWORK_CHUNK = 128
+INPUT_SHIFT = ACT_FRAC - 7  # latents / 128 in fixed point: multiply by 2**5
+
+
+class FlowCodec(Codec):
+    name, codec_id, kind = "flow", 32, "neural"
+    description = "integer discrete flow, exact integer inference, one pass each way"
+
+    def __init__(self, config: FlowConfig, couplings: list[ExactNetwork], priors: list[ExactNetwork],
+                 top_params: np.ndarray, model_hash: bytes, card: dict | None = None):
+        self.config = config
+        self.couplings = couplings
+        self.priors = priors
+        self.top_params = np.asarray(top_params, dtype=np.int64)  # [C*3K, h, w]
+        self._hash = model_hash
+        self.card = card or {}
+        self.prior = ExactLatentPrior(config.mixtures)
+
+    @property
+    def model_hash(self) -> bytes:
+        return self._hash
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_float(cls, model: IntegerFlow) -> "FlowCodec":
+        couplings = [ExactNetwork.from_float(net.graph, net.folded_weights()) for net in model.couplings]
+        priors = [ExactNetwork.from_float(net.graph, net.folded_weights()) for net in model.priors]
+        top = to_fixed(model.top_prior.detach().double().numpy()[0], ACT_FRAC)
+        codec = cls(model.config, couplings, priors, top, b"")
+        codec._hash = codec._integer_hash()
+        return codec
+
+    @classmethod
+    def from_shipped(cls, shipped) -> "FlowCodec":
+        config = FlowConfig.from_dict(shipped.card["config"])
+        channels = config.level_channels()
+        couplings, priors = [], []
+        for level, c in enumerate(channels):
+            for k in range(config.couplings):
+                couplings.append(_network(shipped.tensors, f"exact.coupling{level}.{k}.", coupling_graph(c, config.hidden)))
+            if level < config.levels - 1:
+                graph = prior_graph(c - c // 2, c // 2, config.hidden, config.mixtures)
+                priors.append(_network(shipped.tensors, f"exact.prior{level}.", graph))
+        return cls(config, couplings, priors, shipped.tensors["exact.top"].numpy(), shipped.model_hash, shipped.card)
+
+    def integer_tensors(self) -> dict[str, torch.Tensor]:
+        out = {"exact.top": torch.from_numpy(self.top_params.astype(np.int64))}
+        for prefix, network in self._named_networks():
+            for key, (weight, bias) in network.integer_weights.items():
+                out[f"{prefix}{key}.weight"] = torch.from_numpy(np.asarray(weight, np.int32))
+                out[f"{prefix}{key}.bias"] = torch.from_numpy(np.asarray(bias, np.int64))
+        return out
+
+    def _named_networks(self):
+        k = self.config.couplings
+        for i, network in enumerate(self.couplings):
+            yield f"exact.coupling{i // k}.{i % k}.", network
+        for level, network in enumerate(self.priors):
+            yield f"exact.prior{level}.", network
+
+    def _integer_hash(self) -> bytes:
+        digest = hashlib.sha256(self.top_params.tobytes())
+        for prefix, tensor in sorted(self.integer_tensors().items()):
+            digest.update(prefix.encode())
+            digest.update(tensor.numpy().tobytes())
+        return digest.digest()[:4]
+
+    # ---- interface -------------------------------------------------------------------------
+    def check(self, image: PixelImage) -> None:
+        if image.mode != "RGB" or image.pixels.dtype != np.uint8:
+            raise UnsupportedImageError(f"flow codes RGB images with 8-bit samples, not {image.mode}")
+
+    def encode(self, images: list[PixelImage]) -> Encoded:
+        for image in images:
+            self.check(image)
+        tiles, owners = [], []
+        for index, image in enumerate(images):
+            for top, left, h, w in tile_grid(image.height, image.width, TILE):
+                tiles.append(_pad(image.pixels[top : top + h, left : left + w]))
+                owners.append(index)
+        streams, bits = [], []
+        for start in range(0, len(tiles), BATCH):
+            s, b = self._encode_tiles(np.stack(tiles[start : start + BATCH]))
+            streams += s
+            bits += list(b)
+        payloads, nll = [], []
+        for index in range(len(images)):
+            mine = [i for i, owner in enumerate(owners) if owner == index]
+            parts = [stream_to_bytes(streams[i]) for i in mine]
+            payloads.append(b"".join(_varint(len(p)) for p in parts[:-1]) + b"".join(parts))
+            nll.append(float(sum(bits[i] for i in mine)))
+        return Encoded(payloads, nll)
+
+    def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
+        results = self.decode_each(payloads, shapes)
+        for result in results:
+            if isinstance(result, PayloadError):
+                raise result
+        return results
+
+    def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
+        """Per image the decoded image or the PayloadError that stopped it."""
+        results: list = [None] * len(payloads)
+        grids, owners, streams = [], [], []
+        for index, (payload, shape) in enumerate(zip(payloads, shapes)):
+            grid = tile_grid(shape.height, shape.width, TILE)
+            grids.append(grid)
+            try:
+                if shape.mode != "RGB":
+                    raise PayloadError(f"flow payload for an image of mode {shape.mode}")
+                parts = _split(payload, len(grid))
+            except PayloadError as error:
+                results[index] = error
+                continue
+            streams += parts
+            owners += [index] * len(parts)
+        decoded: list = []
+        for start in range(0, len(streams), BATCH):
+            decoded += self._decode_tiles(streams[start : start + BATCH])
+        for index, shape in enumerate(shapes):
+            if results[index] is not None:
+                continue
+            mine = [i for i, owner in enumerate(owners) if owner == index]
+            if any(decoded[i] is None for i in mine):
+                results[index] = PayloadError("flow payload is corrupt")
+                continue
+            pixels = np.zeros((shape.height, shape.width, 3), dtype=np.uint8)
+            for (top, left, h, w), i in zip(grids[index], mine):
+                pixels[top : top + h, left : left + w] = decoded[i][:h, :w]
+            results[index] = PixelImage("RGB", pixels)
+        return results
+
+    def nll_bits_per_location(self, image: PixelImage) -> list[np.ndarray]:
+        """Code length of each latent, per level (top first) as [C, h, w] arrays (explain)."""
+        tiles = [_pad(image.pixels[t : t + h, l : l + w]) for t, l, h, w in tile_grid(image.height, image.width, TILE)]
+        latents = self._forward(np.stack(tiles))
+        out = []
+        for z, params in latents:
+            n, c, h, w = z.shape
+            rows = params.transpose(0, 2, 3, 4, 1).reshape(-1, params.shape[1])
+            element, bits, freqs = self.prior.decisions(rows, z.reshape(-1))
+            out.append(self.prior.code_length_bits(element, bits, freqs, z.size).reshape(n, c, h, w))
+        return out
+
+    # ---- the flow, exactly ---------------------------------------------------------------
+    def _translation(self, network: ExactNetwork, a: np.ndarray) -> np.ndarray:
+        """round(128 * NN(a / 128)) for integer latents ``a`` [n, C, h, w]."""
+        n, c, h, w = a.shape
+        x = np.clip(a * (1 << INPUT_SHIFT), -ACT_LIMIT, ACT_LIMIT).astype(np.float64)
+        x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(n, h * w, c)))
+        out = network.run({"a": x}, h, w, chunk=NETWORK_CHUNK).numpy()
+        out = out.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
+        return np.round(out / (1 << INPUT_SHIFT)).astype(np.int64)
+
+    def _prior_params(self, network: ExactNetwork, kept: np.ndarray) -> np.ndarray:
+        """Integer prior parameters [n, Cz*3K, h, w] from the kept latents."""
+        n, c, h, w = kept.shape
+        x = np.clip(kept * (1 << INPUT_SHIFT), -ACT_LIMIT, ACT_LIMIT).astype(np.float64)
+        x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(n, h * w, c)))
+        out = network.run({"y": x}, h, w, chunk=NETWORK_CHUNK).numpy().astype(np.int64)
+        return out.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
+
+    def _forward(self, tiles: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Latents and their prior parameters, top level first: [(z [n,C,h,w], params
+        [n, 3K, C, h, w])]."""
+        cfg = self.config
+        x = tiles.transpose(0, 3, 1, 2).astype(np.int64) - 128
+        out = []
+        for level in range(cfg.levels):
+            x = squeeze(torch.from_numpy(x)).numpy()
+            c = x.shape[1]
+            for k in range(cfg.couplings):
+                a, b = x[:, : c // 2], x[:, c // 2 :]
+                b = b + self._translation(self.couplings[level * cfg.couplings + k], a)
+                x = np.concatenate([a, b], axis=1)[:, ::-1]
+            if level < cfg.levels - 1:
+                kept, factored = x[:, : c - c // 2], x[:, c - c // 2 :]
+                out.append((np.ascontiguousarray(factored), self._grouped(self._prior_params(self.priors[level], kept))))
+                x = np.ascontiguousarray(kept)
+            else:
+                top = np.broadcast_to(self.top_params[None], (len(x),) + self.top_params.shape)
+                out.append((np.ascontiguousarray(x), self._grouped(top)))
+        return out[::-1]
+
+    def _grouped(self, params: np.ndarray) -> np.ndarray:
+        """[n, C*3K, h, w] -> [n, 3K, C, h, w] (per latent channel its 3K parameters)."""
+        n, ck, h, w = params.shape
+        k3 = 3 * self.config.mixtures
+        return params.reshape(n, ck // k3, k3, h, w).transpose(0, 2, 1, 3, 4)
+
+    def _encode_tiles(self, tiles: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        n = len(tiles)
+        elements, rows = [], []
+        for z, params in self._forward(tiles):
+            elements.append(z.reshape(n, -1))
+            rows.append(params.reshape(n, params.shape[1], -1).transpose(0, 2, 1))
+        z = np.concatenate(elements, axis=1)  # [n, E] in decoding order
+        params = np.concatenate(rows, axis=1)  # [n, E, 3K]
+        count = z.shape[1]
+        element, bits, freqs = self.prior.decisions(params.reshape(n * count, -1), z.reshape(-1))
+        lengths = self.prior.code_length_bits(element, bits, freqs, n * count).reshape(n, count).sum(axis=1)
+        tile_of = element // count
+        bounds = np.searchsorted(tile_of, np.arange(n + 1))
+        streams = [ans_encode(bits[bounds[i] : bounds[i + 1]],
+                              np.stack([freqs[bounds[i] : bounds[i + 1]], TOTAL - freqs[bounds[i] : bounds[i + 1]]], axis=1))
+                   for i in range(n)]
+        return streams, lengths
+
+    def _decode_tiles(self, streams: list[np.ndarray]) -> list:
+        cfg = self.config
+        n = len(streams)
+        decoder = BatchAnsDecoder(streams)
+
+        def pop(frequency, active):
+            return decoder.decode_binary(frequency, active)
+
+        def decode_level(params: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+            c, h, w = shape
+            rows = params.reshape(n, params.shape[1], -1)
+            z = np.zeros((n, c * h * w), dtype=np.int64)
+            for e in range(c * h * w):
+                z[:, e] = self.prior.decode(rows[:, :, e], pop)
+            return z.reshape(n, c, h, w)
+
+        channels = cfg.level_channels()
+        side = TILE // cfg.multiple
+        try:
+            x = decode_level(self._grouped(np.broadcast_to(self.top_params[None], (n,) + self.top_params.shape)),
+                             (channels[-1], side, side))
+            for level in range(cfg.levels - 1, -1, -1):
+                c = x.shape[1]
+                for k in range(cfg.couplings - 1, -1, -1):
+                    x = x[:, ::-1]
+                    a, b = x[:, : c // 2], x[:, c // 2 :]
+                    b = b - self._translation(self.couplings[level * cfg.couplings + k], np.ascontiguousarray(a))
+                    x = np.concatenate([a, b], axis=1)
+                x = unsqueeze(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+                if level > 0:
+                    below = channels[level - 1]
+                    params = self._grouped(self._prior_params(self.priors[level - 1], x))
+                    z = decode_level(params, (below // 2, x.shape[2], x.shape[3]))
+                    x = np.concatenate([x, z], axis=1)
+        except (ValueError, CodingError):
+            return [None] * n
+        ok = (decoder.remaining_words() == 0) & decoder.exhausted()
+        pixels = x.transpose(0, 2, 3, 1) + 128
+        ok &= np.all((pixels >= 0) & (pixels <= 255), axis=(1, 2, 3))
+        return [pixels[i].astype(np.uint8) if ok[i] else None for i in range(n)]
+
+
+def _network(tensors: dict, prefix: str, graph) -> ExactNetwork:
+    weights = {}
+    for node in graph.nodes:
+        for i, _ in enumerate(node.terms):
+            key = param_key(node.name, i)
+            weights[key] = (tensors[f"{prefix}{key}.weight"].numpy().astype(np.int64),
+                            tensors[f"{prefix}{key}.bias"].numpy().astype(np.int64))
+    return ExactNetwork(graph, weights)
+
+
+def _pad(tile: np.ndarray) -> np.ndarray:
+    h, w = tile.shape[:2]
+    if (h, w) == (TILE, TILE):
+        return tile
+    return np.pad(tile, ((0, TILE - h), (0, TILE - w), (0, 0)), mode="edge")
+
+
+def _split(payload: bytes, count: int) -> list[np.ndarray]:
+    pos, lengths = 0, []
+    for _ in range(count - 1):
+        length, pos = _read_varint(payload, pos)
+        lengths.append(length)
+    if len(payload) - pos < sum(lengths):
+        raise PayloadError("flow payload is truncated (stream sizes)")
+    bounds = np.cumsum([pos] + lengths + [len(payload) - pos - sum(lengths)])
+    try:
+        return [bytes_to_stream(payload[bounds[i] : bounds[i + 1]]) for i in range(count)]
+    except CodingError as error:
+        raise PayloadError(f"flow payload is corrupt ({error})") from None

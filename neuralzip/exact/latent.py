@@ -1,0 +1,120 @@
+"""Exact coding of integer latents under a discretized logistic mixture with unbounded
+support (the integer twin of :func:`neuralzip.distributions.latent_log_likelihood`).
+
+Each latent is coded in a window of 256 values placed around the mean of its heaviest
+component (origin ``c``, window ``[c, c + 255]``) with the exact tables of
+:class:`~neuralzip.exact.mixture.ExactMixture` (8 binary decisions); the window's edge bins
+hold the whole tails. A latent in an edge bin is followed by an escape: its distance beyond
+the window, Elias-gamma coded with uniform bits. So every integer codes (never a crash,
+never a wrong value), and a latent inside the window costs exactly its model probability.
+
+Parameter rows are ``[logits (K) | means (K) | log_scales (K)]`` in fixed point
+(2**-12), means in units of 127.5 latent steps, as the float model's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..coding import TOTAL
+from ..distributions import MixtureLayout
+from .fixedpoint import ACT_ONE
+from .mixture import BITS, LEVELS, MEAN_ONE, ExactMixture
+
+HALF = TOTAL // 2  # a uniform binary decision
+ESCAPE_LIMIT = 1 << 40  # latents this far outside their window are a bug
+
+
+class ExactLatentPrior:
+    def __init__(self, mixtures: int):
+        self.mixtures = mixtures
+        self.mixture = ExactMixture(MixtureLayout(1, mixtures))
+
+    def origins(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(window origin c, mean offsets for ExactMixture) per row of ``params`` [N, 3K]."""
+        k = self.mixtures
+        params = np.asarray(params, dtype=np.int64)
+        best = np.argmax(params[:, :k], axis=1)  # heaviest component (first on ties)
+        mean = np.take_along_axis(params[:, k : 2 * k], best[:, None], 1)[:, 0]
+        centre = (mean * 255 + MEAN_ONE // 2) >> 13  # nearest integer to the mean, in latent steps
+        origin = centre - LEVELS // 2
+        # ExactMixture places value 0 at mean (-1 in its units); latents place it at the origin
+        offsets = ACT_ONE * 255 + origin * MEAN_ONE
+        return origin, offsets
+
+    # ---- encoder ---------------------------------------------------------------------------
+    def decisions(self, params: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Decisions coding latents ``z`` [N] in row order: (element index, bit, left
+        frequency), each 1-D, sorted by element then decoding order."""
+        z = np.asarray(z, dtype=np.int64)
+        origin, offsets = self.origins(params)
+        value = np.clip(z - origin, 0, LEVELS - 1)
+        bits, frequencies = self.mixture.decisions(params, value[:, None], offsets)
+        n = len(z)
+        element = np.repeat(np.arange(n), BITS)
+        order = np.tile(np.arange(BITS), n)
+        bits, frequencies = bits.reshape(-1), frequencies.reshape(-1)
+        escape = np.where(value == 0, origin - z, np.where(value == LEVELS - 1, z - origin - (LEVELS - 1), -1))
+        rows = np.nonzero(escape >= 0)[0]
+        if len(rows):
+            if np.any(escape[rows] >= ESCAPE_LIMIT):
+                raise ValueError("a latent lies absurdly far outside its window")
+            e_bits, e_element, e_order = _elias_gamma(escape[rows] + 1, rows)
+            element = np.concatenate([element, e_element])
+            order = np.concatenate([order, e_order + BITS])
+            bits = np.concatenate([bits, e_bits])
+            frequencies = np.concatenate([frequencies, np.full(len(e_bits), HALF)])
+        sequence = np.lexsort((order, element))
+        return element[sequence], bits[sequence], frequencies[sequence]
+
+    def code_length_bits(self, element: np.ndarray, bits: np.ndarray, frequencies: np.ndarray, n: int) -> np.ndarray:
+        """Ideal code length (bits) of each of the ``n`` elements."""
+        f = np.where(bits == 0, frequencies, TOTAL - frequencies).astype(np.float64)
+        return np.bincount(element, weights=24.0 - np.log2(f), minlength=n)
+
+    # ---- decoder ---------------------------------------------------------------------------
+    def decode(self, params: np.ndarray, decode_bit) -> np.ndarray:
+        """One latent per stream under ``params`` [N, 3K]; ``decode_bit(left_frequency,
+        active)`` pops one bit from each active stream."""
+        origin, offsets = self.origins(params)
+        value = self.mixture.decode_pixel(params, lambda f: decode_bit(f, None), 1, offsets)[:, 0].astype(np.int64)
+        low, high = value == 0, value == LEVELS - 1
+        z = origin + value
+        escaping = low | high
+        if np.any(escaping):
+            extra = _decode_elias_gamma(decode_bit, escaping) - 1
+            z = np.where(low, origin - extra, np.where(high, origin + LEVELS - 1 + extra, z))
+        return z
+
+
+def _elias_gamma(u: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Elias-gamma codes of positive integers ``u``: (bits, element, order); per element
+    ``n-1`` zeros, a one, then the ``n-1`` bits of u below its top bit, MSB first. Escapes
+    are rare, so a plain loop serves."""
+    out_bits, out_element, out_order = [], [], []
+    for value, row in zip(u.tolist(), rows.tolist()):
+        n = value.bit_length()
+        code = [0] * (n - 1) + [1] + [(value >> i) & 1 for i in range(n - 2, -1, -1)]
+        out_bits += code
+        out_element += [row] * len(code)
+        out_order += list(range(len(code)))
+    return np.array(out_bits, np.int64), np.array(out_element, np.int64), np.array(out_order, np.int64)
+
+
+def _decode_elias_gamma(decode_bit, active: np.ndarray) -> np.ndarray:
+    n = len(active)
+    zeros = np.zeros(n, dtype=np.int64)
+    reading = active.copy()
+    half = np.full(n, HALF, dtype=np.int64)
+    while np.any(reading):
+        bit = decode_bit(half, reading)
+        zeros = np.where(reading & (bit == 0), zeros + 1, zeros)
+        reading = reading & (bit == 0)
+        if np.any(zeros > 41):
+            raise ValueError("corrupt escape code")
+    value = np.where(active, 1, 0).astype(np.int64)
+    for step in range(int(zeros.max(initial=0))):
+        more = active & (zeros > step)
+        bit = decode_bit(half, more)
+        value = np.where(more, (value << 1) | bit, value)
+    return value
