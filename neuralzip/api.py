@@ -83,8 +83,12 @@ def compress_batch(images: list, model: str | None = AUTO, budget: float | None 
     codec = resolve_codec(model)
     for image in images:
         codec.check(image)
-    if codec.chained:
-        return [compress_archive([im], [""], model) for im in images]
+    if codec.chained:  # a chain of one image: its payload stands alone in a single-image file
+        out = []
+        for image in images:
+            encoded = codec.encode([image])
+            out.append(Compressed(_single(codec, image, encoded.payloads[0]), codec.name, encoded.nll_bits))
+        return out
     encoded = codec.encode(images)
     return [Compressed(_single(codec, image, payload), codec.name, [encoded.nll_bits[i]] if encoded.nll_bits else None)
             for i, (image, payload) in enumerate(zip(images, encoded.payloads))]

@@ -184,6 +184,23 @@ class AnsStack:
             return np.zeros(len(frequencies), np.int64)
         return self._coder.decode(_CATEGORICAL, _constriction_counts(frequencies)).astype(np.int64)
 
+    def push_binary(self, bits: np.ndarray, left_frequencies: np.ndarray) -> None:
+        """Push binary decisions (symbol 0 has ``left_frequencies`` out of 2**24) so that
+        :meth:`pop_binary` with the same frequencies returns them in the given order."""
+        f = np.asarray(left_frequencies, dtype=np.int64)
+        self.push(bits, np.stack([f, TOTAL - f], axis=1))
+
+    def pop_binary(self, left_frequencies: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        """Pop one binary decision per row (only the ``active`` rows; others give 0)."""
+        f = np.asarray(left_frequencies, dtype=np.int64)
+        if active is None:
+            return self.pop(np.stack([f, TOTAL - f], axis=1))
+        out = np.zeros(len(f), dtype=np.int64)
+        rows = np.nonzero(active)[0]
+        if len(rows):
+            out[rows] = self.pop(np.stack([f[rows], TOTAL - f[rows]], axis=1))
+        return out
+
     def words(self) -> np.ndarray:
         return self._coder.get_compressed()
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from .data import load_cifar10, spread_subset
 from .registry import families, models_dir, sha256_file
 
-CODEC_IDS = {"pixelcnn": 16, "flow": 32}
+CODEC_IDS = {"pixelcnn": 16, "flow": 32, "vae": 48}
 
 
 def evaluate_float(model, images: np.ndarray, batch: int = 200) -> float:
@@ -51,6 +51,10 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
         from .codecs.flow import FlowCodec
 
         out.update(FlowCodec.from_float(model).integer_tensors())
+    elif meta["family"] == "vae":
+        from .codecs.bitsback import BitsBackCodec
+
+        out.update(BitsBackCodec.from_float(model).integer_tensors())
     test = load_cifar10("test", data)
     indices = spread_subset(len(test), eval_images or len(test), seed=1)
     bpd = evaluate_float(model, test.images[indices])

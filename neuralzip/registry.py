@@ -32,12 +32,14 @@ def families() -> dict[str, Family]:
     """Trainable model families (imports torch, so only on demand)."""
     from .nets.flow import FlowConfig, IntegerFlow
     from .nets.pixelcnn import PixelCNN, PixelCNNConfig
+    from .nets.vae import HierarchicalVAE, VAEConfig
 
     return {"pixelcnn": Family("pixelcnn", PixelCNNConfig, PixelCNN),
-            "flow": Family("flow", FlowConfig, IntegerFlow)}
+            "flow": Family("flow", FlowConfig, IntegerFlow),
+            "vae": Family("vae", VAEConfig, HierarchicalVAE)}
 
 
-FAMILY_NAMES = ("pixelcnn", "flow")
+FAMILY_NAMES = ("pixelcnn", "flow", "vae")
 
 
 class ModelError(Exception):

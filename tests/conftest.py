@@ -54,3 +54,17 @@ def tiny_flow():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.2)
     return FlowCodec.from_float(model)
+
+
+@pytest.fixture(scope="session")
+def tiny_vae():
+    """A bits-back VAE codec with a tiny random (untrained) network."""
+    from neuralzip.codecs.bitsback import BitsBackCodec
+    from neuralzip.nets.vae import HierarchicalVAE, VAEConfig
+
+    torch.manual_seed(0)
+    model = HierarchicalVAE(VAEConfig(hidden=8, latents=(2, 2, 2), mixtures=2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model, BitsBackCodec.from_float(model)

@@ -21,9 +21,9 @@ from .conftest import SAMPLE, smooth_image
 
 
 @pytest.fixture
-def workdir(tmp_path, tiny_pixelcnn, tiny_flow):
-    codecs.register(tiny_pixelcnn)  # the CLI runs in-process: neural tests use the tiny models
-    codecs.register(tiny_flow)
+def workdir(tmp_path, tiny_pixelcnn, tiny_flow, tiny_vae):
+    for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1]):  # the CLI runs in-process: tiny models
+        codecs.register(codec)
     shutil.copy(SAMPLE, tmp_path / "hopper.png")
     Image.fromarray(smooth_image(10, 13)).save(tmp_path / "small.png")
     os.chdir(tmp_path)
@@ -39,7 +39,7 @@ def _same_pixels(a, b):
     return x.mode == y.mode and np.array_equal(x.pixels, y.pixels)
 
 
-@pytest.mark.parametrize("model", ["png", "webp", "jxl", "j2k", "pixelcnn", "flow"])
+@pytest.mark.parametrize("model", ["png", "webp", "jxl", "j2k", "pixelcnn", "flow", "vae"])
 def test_round_trip_every_codec(workdir, model):
     result = run("compress", "-m", model, "small.png")
     assert result.exit_code == 0, result.output

@@ -50,6 +50,7 @@ SPECS = [
     CodecSpec("j2k", 4, "classical", "JPEG 2000 reversible, colour transform", _classical("J2kCodec")),
     CodecSpec("pixelcnn", 16, "neural", "PixelCNN++, exact integer inference", _neural("pixelcnn", "PixelCNNCodec", "pixelcnn"), "pixelcnn"),
     CodecSpec("flow", 32, "neural", "integer discrete flow, exact integer inference", _neural("flow", "FlowCodec", "flow"), "flow"),
+    CodecSpec("vae", 48, "neural", "hierarchical VAE, bits-back ANS", _neural("bitsback", "BitsBackCodec", "vae"), "vae"),
 ]
 BY_NAME = {spec.name: spec for spec in SPECS}
 BY_ID = {spec.codec_id: spec for spec in SPECS}

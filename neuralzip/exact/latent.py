@@ -19,16 +19,20 @@ import numpy as np
 from ..coding import TOTAL
 from ..distributions import MixtureLayout
 from .fixedpoint import ACT_ONE
-from .mixture import BITS, LEVELS, MEAN_ONE, ExactMixture
+from .mixture import BITS, MEAN_ONE, ExactMixture
 
 HALF = TOTAL // 2  # a uniform binary decision
 ESCAPE_LIMIT = 1 << 40  # latents this far outside their window are a bug
 
 
 class ExactLatentPrior:
-    def __init__(self, mixtures: int):
+    """``window_bits``: the window holds 2**window_bits values (8 by default)."""
+
+    def __init__(self, mixtures: int, window_bits: int = BITS):
         self.mixtures = mixtures
-        self.mixture = ExactMixture(MixtureLayout(1, mixtures))
+        self.bits = window_bits
+        self.levels = 1 << window_bits
+        self.mixture = ExactMixture(MixtureLayout(1, mixtures), window_bits)
 
     def origins(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(window origin c, mean offsets for ExactMixture) per row of ``params`` [N, 3K]."""
@@ -37,7 +41,7 @@ class ExactLatentPrior:
         best = np.argmax(params[:, :k], axis=1)  # heaviest component (first on ties)
         mean = np.take_along_axis(params[:, k : 2 * k], best[:, None], 1)[:, 0]
         centre = (mean * 255 + MEAN_ONE // 2) >> 13  # nearest integer to the mean, in latent steps
-        origin = centre - LEVELS // 2
+        origin = centre - self.levels // 2
         # ExactMixture places value 0 at mean (-1 in its units); latents place it at the origin
         offsets = ACT_ONE * 255 + origin * MEAN_ONE
         return origin, offsets
@@ -48,24 +52,38 @@ class ExactLatentPrior:
         frequency), each 1-D, sorted by element then decoding order."""
         z = np.asarray(z, dtype=np.int64)
         origin, offsets = self.origins(params)
-        value = np.clip(z - origin, 0, LEVELS - 1)
+        value = np.clip(z - origin, 0, self.levels - 1)
         bits, frequencies = self.mixture.decisions(params, value[:, None], offsets)
         n = len(z)
-        element = np.repeat(np.arange(n), BITS)
-        order = np.tile(np.arange(BITS), n)
+        element = np.repeat(np.arange(n), self.bits)
+        order = np.tile(np.arange(self.bits), n)
         bits, frequencies = bits.reshape(-1), frequencies.reshape(-1)
-        escape = np.where(value == 0, origin - z, np.where(value == LEVELS - 1, z - origin - (LEVELS - 1), -1))
+        top = self.levels - 1
+        escape = np.where(value == 0, origin - z, np.where(value == top, z - origin - top, -1))
         rows = np.nonzero(escape >= 0)[0]
         if len(rows):
             if np.any(escape[rows] >= ESCAPE_LIMIT):
                 raise ValueError("a latent lies absurdly far outside its window")
             e_bits, e_element, e_order = _elias_gamma(escape[rows] + 1, rows)
             element = np.concatenate([element, e_element])
-            order = np.concatenate([order, e_order + BITS])
+            order = np.concatenate([order, e_order + self.bits])
             bits = np.concatenate([bits, e_bits])
             frequencies = np.concatenate([frequencies, np.full(len(e_bits), HALF)])
         sequence = np.lexsort((order, element))
         return element[sequence], bits[sequence], frequencies[sequence]
+
+    def pop_order(self, element: np.ndarray, bits: np.ndarray, frequencies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reorder :meth:`decisions` into the order :meth:`decode` consumes them when all
+        rows are decoded together (window depth by depth, then escapes round by round)."""
+        n = int(element.max(initial=-1)) + 1
+        counts = np.bincount(element, minlength=n)
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        within = np.arange(len(element)) - first[element]
+        unary = (counts[element] - self.bits + 1) // 2  # Elias-gamma: n-1 zeros and a one, then n-1 bits
+        phase = np.where(within < self.bits, 0, np.where(within < self.bits + unary, 1, 2))
+        round_ = np.where(phase == 0, within, np.where(phase == 1, within - self.bits, within - self.bits - unary))
+        order = np.lexsort((element, round_, phase))
+        return bits[order], frequencies[order]
 
     def code_length_bits(self, element: np.ndarray, bits: np.ndarray, frequencies: np.ndarray, n: int) -> np.ndarray:
         """Ideal code length (bits) of each of the ``n`` elements."""
@@ -78,12 +96,12 @@ class ExactLatentPrior:
         active)`` pops one bit from each active stream."""
         origin, offsets = self.origins(params)
         value = self.mixture.decode_pixel(params, lambda f: decode_bit(f, None), 1, offsets)[:, 0].astype(np.int64)
-        low, high = value == 0, value == LEVELS - 1
+        low, high = value == 0, value == self.levels - 1
         z = origin + value
         escaping = low | high
         if np.any(escaping):
             extra = _decode_elias_gamma(decode_bit, escaping) - 1
-            z = np.where(low, origin - extra, np.where(high, origin + LEVELS - 1 + extra, z))
+            z = np.where(low, origin - extra, np.where(high, origin + self.levels - 1 + extra, z))
         return z
 
 

@@ -73,12 +73,14 @@ def pixel_to_input(values: np.ndarray) -> np.ndarray:
 
 class ChannelParameters:
     """The components of one channel at N pixels: means (before coupling), inverse scales,
-    couplings; int64 [N, K] (couplings [N, c, K] for the c earlier channels)."""
+    couplings; int64 [N, K] (couplings [N, c, K] for the c earlier channels). Values are
+    0 .. ``levels`` - 1 (256 for pixels; latent windows may be wider)."""
 
-    def __init__(self, means, inverse_scales, couplings):
+    def __init__(self, means, inverse_scales, couplings, levels: int = LEVELS):
         self.means = means
         self.inverse_scales = inverse_scales
         self.couplings = couplings
+        self.levels = levels
 
     def coupled_means(self, earlier_values: np.ndarray) -> np.ndarray:
         """Means in 2**-13 pixel units given the earlier channels' values [N, c]."""
@@ -97,7 +99,7 @@ class ChannelParameters:
         z = (distance * self.inverse_scales[:, None, :] + (1 << (GUARD - 1))) >> GUARD
         cdf = sigmoid[np.clip(z, -Z_SPAN, Z_SPAN) + Z_SPAN]
         cdf = np.where(edges[:, :, None] <= 0, 0, cdf)
-        return np.where(edges[:, :, None] >= LEVELS, 1 << CDF_FRAC, cdf)
+        return np.where(edges[:, :, None] >= self.levels, 1 << CDF_FRAC, cdf)
 
     def cumulative(self, edges: np.ndarray, means: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """G at edge indices ``edges`` int [N, M] (0..256) under component ``weights`` -> [N, M]."""
@@ -122,10 +124,13 @@ def posterior_weights(weights: np.ndarray, probabilities: np.ndarray) -> np.ndar
 
 
 class ExactMixture:
-    """Turns integer head outputs into per-channel parameters and binary coding decisions."""
+    """Turns integer head outputs into per-channel parameters and binary coding decisions
+    over values 0 .. 2**bits - 1 (8 bits for pixels)."""
 
-    def __init__(self, layout: MixtureLayout):
+    def __init__(self, layout: MixtureLayout, bits: int = BITS):
         self.layout = layout
+        self.bits = bits
+        self.levels = 1 << bits
 
     def channel_parameters(self, head: np.ndarray, offsets: np.ndarray | None = None) -> tuple[np.ndarray, list[ChannelParameters]]:
         """``head``: int64 [N, layout.size] -> (prior component weights [N, K], one
@@ -149,7 +154,7 @@ class ExactMixture:
             means = (mean + ACT_ONE) * 255
             if offsets is not None:
                 means = means - np.asarray(offsets, dtype=np.int64)[:, None]
-            out.append(ChannelParameters(means, inverse, couplings))
+            out.append(ChannelParameters(means, inverse, couplings, self.levels))
         return weights, out
 
     # ---- encoder ---------------------------------------------------------------------------
@@ -163,9 +168,9 @@ class ExactMixture:
         channel by channel, most significant decision first."""
         values = np.asarray(values, dtype=np.int64)
         n, c = values.shape
-        bits = np.zeros((n, c, BITS), dtype=np.int64)
-        frequencies = np.zeros((n, c, BITS), dtype=np.int64)
-        width = LEVELS >> np.arange(BITS)  # interval width at each depth
+        bits = np.zeros((n, c, self.bits), dtype=np.int64)
+        frequencies = np.zeros((n, c, self.bits), dtype=np.int64)
+        width = self.levels >> np.arange(self.bits)  # interval width at each depth
         weights, channels = self.channel_parameters(head, offsets)
         for channel, params in enumerate(channels[:c]):
             v = values[:, channel : channel + 1]
@@ -173,9 +178,9 @@ class ExactMixture:
             mids = (v // width) * width + width // 2
             g_mid = params.cumulative(mids, means, weights)
             g_low = np.zeros(n, dtype=np.int64)
-            g_high = params.cumulative(np.full((n, 1), LEVELS), means, weights)[:, 0]
+            g_high = params.cumulative(np.full((n, 1), self.levels), means, weights)[:, 0]
             b = (v >= mids).astype(np.int64)
-            for d in range(BITS):
+            for d in range(self.bits):
                 frequencies[:, channel, d] = binary_frequency(g_mid[:, d] - g_low, g_high - g_mid[:, d])
                 g_low = np.where(b[:, d] == 1, g_mid[:, d], g_low)
                 g_high = np.where(b[:, d] == 1, g_high, g_mid[:, d])
@@ -197,9 +202,9 @@ class ExactMixture:
             means = params.coupled_means(values[:, :channel])
             low = np.zeros(n, dtype=np.int64)
             g_low = np.zeros(n, dtype=np.int64)
-            g_high = params.cumulative(np.full((n, 1), LEVELS), means, weights)[:, 0]
-            for d in range(BITS):
-                mid = low + (LEVELS >> (d + 1))
+            g_high = params.cumulative(np.full((n, 1), self.levels), means, weights)[:, 0]
+            for d in range(self.bits):
+                mid = low + (self.levels >> (d + 1))
                 g_mid = params.cumulative(mid[:, None], means, weights)[:, 0]
                 bit = decode_bit(binary_frequency(g_mid - g_low, g_high - g_mid))
                 low = np.where(bit == 1, mid, low)
@@ -208,7 +213,7 @@ class ExactMixture:
             values[:, channel] = low
             if channel + 1 < c:
                 weights = posterior_weights(weights, params.bin_probabilities(low, means))
-        return values.astype(np.uint8)
+        return values.astype(np.uint8) if self.levels <= 256 else values
 
     def code_length_bits(self, frequencies: np.ndarray, bits: np.ndarray) -> np.ndarray:
         """Ideal code length (bits) per leading index of ``frequencies``/``bits`` [N, ...]."""
