@@ -171,17 +171,25 @@ def _worker_init(threads: int) -> None:
 
 def run(function, paths: list[Path], options: Options, jobs: int = 1):
     """Yield messages of ``function`` over ``paths``, in ``jobs`` processes when > 1."""
+    from .progress import progress
+
     if jobs <= 1 or len(paths) <= 1:
-        yield from function(paths, options)
+        chunk = NEURAL_BATCH
+        with progress(total=len(paths), unit="file", leave=False, disable=None if len(paths) > 1 else True) as bar:
+            for start in range(0, len(paths), chunk):
+                yield from function(paths[start : start + chunk], options)
+                bar.update(len(paths[start : start + chunk]))
         return
     chunk = max(1, min(NEURAL_BATCH, -(-len(paths) // (4 * jobs))))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pieces = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                             initializer=_worker_init, initargs=(threads,)) as pool:
-        futures = [pool.submit(function, piece, options) for piece in pieces]
+                             initializer=_worker_init, initargs=(threads,)) as pool, \
+            progress(total=len(paths), unit="file", leave=False) as bar:
+        futures = {pool.submit(function, piece, options): len(piece) for piece in pieces}
         try:
             for future in as_completed(futures):
+                bar.update(futures[future])
                 yield from future.result()
         except BaseException:
             for future in futures:

@@ -19,7 +19,8 @@ def progress_enabled(stream=None) -> bool:
 
 
 def progress(iterable=None, **kwargs):
-    """``tqdm`` on stderr, disabled when stderr is not a terminal."""
-    kwargs.setdefault("disable", not progress_enabled())
+    """``tqdm`` on stderr, disabled when stderr is not a terminal (or ``disable=True``)."""
+    if kwargs.get("disable") is None:
+        kwargs["disable"] = not progress_enabled()
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, file=sys.stderr, **kwargs)

@@ -199,18 +199,21 @@ class Trainer:
         last_save = time.time()
         log = open(self.run_dir / "log.txt", "a")
         window, t0, seen = [], time.time(), 0
+        bar = progress(total=s.max_steps, initial=self.step, desc=f"train {self.family_name}", unit="step")
         while not self._stop:
             if s.max_steps is not None and self.step >= s.max_steps:
                 break
             if s.time_limit_minutes is not None and time.time() - started > 60 * s.time_limit_minutes:
                 break
             window.append(self.train_step())
+            bar.update(1)
             seen += s.batch_size
             if self.step % 100 == 0:
                 rate = seen / (time.time() - t0)
                 line = (f"step {self.step} epoch {self.step * s.batch_size / len(self.train_set):.2f} "
                         f"train_bpd {np.mean(window):.4f} lr {self.learning_rate():.2e} {rate:.1f} img/s")
                 print(line, file=log, flush=True)
+                bar.set_postfix_str(f"bpd {np.mean(window):.3f}")
                 window, t0, seen = [], time.time(), 0
             if self.step % s.eval_every_steps == 0:
                 bpd = self.evaluate(s.eval_images)
@@ -220,6 +223,7 @@ class Trainer:
             if time.time() - last_save > 60 * s.checkpoint_minutes:
                 self.save()
                 last_save = time.time()
+        bar.close()
         self.save()
         print(f"stopped at step {self.step}; checkpoint saved", file=log, flush=True)
         log.close()

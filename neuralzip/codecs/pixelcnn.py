@@ -37,6 +37,7 @@ from ..exact.mixture import ExactMixture, pixel_to_input
 from ..exact.network import ExactNetwork, IncrementalRun
 from ..images import PixelImage
 from ..nets.graph import param_key
+from ..progress import progress
 from ..nets.pixelcnn import PixelCNN, PixelCNNConfig, build_pixelcnn
 from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
 
@@ -341,7 +342,8 @@ class PixelCNNCodec(Codec):
         run = IncrementalRun(self.exact, n, hh, ww)
         out = np.zeros((n, h, w, c), dtype=np.uint8)
         ones = np.full((n, 1), float(ACT_ONE))
-        for y in range(h):
+        rows = progress(range(h), desc=f"pixelcnn: {n} tiles", unit="row", leave=False, disable=None if n * h * w > 50_000 else True)
+        for y in rows:
             for x in range(ww):
                 t = y * ww + x
                 head = run.advance(t)
