@@ -22,10 +22,10 @@ from .images import PixelImage
 # Encoding throughput in pixels per second on a 2-core machine (benchmarks/photos.py),
 # rounded down; used only to skip codecs that would overrun the time budget.
 ENCODE_PIXELS_PER_SECOND = {"png": 1_000_000, "j2k": 2_000_000, "jxl": 100_000, "webp": 40_000, "pixelcnn": 20_000,
-                            "flow": 100_000}
+                            "flow": 100_000, "vae": 30_000}
 # Codecs in the order they are tried (the likely winners first).
-ORDER = ("pixelcnn", "flow", "jxl", "webp", "j2k", "png")
-FASTEST = ("png", "j2k", "jxl", "webp", "pixelcnn")
+ORDER = ("pixelcnn", "flow", "vae", "jxl", "webp", "j2k", "png")
+FASTEST = ("png", "j2k", "jxl", "webp", "flow", "pixelcnn", "vae")
 DEFAULT_BUDGET = 120.0
 
 
@@ -72,11 +72,18 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
         if not todo:
             continue
         started = time.perf_counter()
-        encoded = codec.encode([images[i] for i in todo])
+        if codec.chained:  # a chain codes its images as one payload: one chain per image here
+            results = [codec.encode([images[i]]) for i in todo]
+            payloads = [r.payloads[0] for r in results]
+            nll = [r.nll_bits[0] if r.nll_bits else None for r in results]
+        else:
+            encoded = codec.encode([images[i] for i in todo])
+            payloads = encoded.payloads
+            nll = encoded.nll_bits or [None] * len(todo)
         elapsed = (time.perf_counter() - started) / len(todo)
         for k, i in enumerate(todo):
             spent[i] += elapsed
-            tried[i][name] = (encoded.payloads[k], encoded.nll_bits[k] if encoded.nll_bits else None)
+            tried[i][name] = (payloads[k], nll[k])
     for i, image in enumerate(images):
         if not tried[i]:  # the budget allowed nothing: the fastest codec that can, regardless
             fallback = next((n for n in FASTEST if n in names and codec_table.get_codec(n).supports(image)), None)

@@ -106,7 +106,8 @@ class Container:
         return self.chained_payload is not None
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, low groups first, high bit on all but the last."""
     if value < 0:
         raise ValueError("varint of a negative number")
     out = bytearray()
@@ -159,7 +160,7 @@ def _prefix(codec_id: int, model_hash: bytes, flags: int) -> bytes:
 
 
 def _image_fields(entry: Entry) -> bytes:
-    return _varint(entry.width) + _varint(entry.height) + struct.pack("<I", entry.checksum)
+    return varint(entry.width) + varint(entry.height) + struct.pack("<I", entry.checksum)
 
 
 def pack(container: Container) -> bytes:
@@ -169,16 +170,16 @@ def pack(container: Container) -> bytes:
             raise ValueError("a single-image container holds exactly one entry and its own payload")
         entry = container.entries[0]
         return (_prefix(container.codec_id, container.model_hash, MODES[entry.mode])
-                + _image_fields(entry) + _varint(len(entry.payload)) + entry.payload)
+                + _image_fields(entry) + varint(len(entry.payload)) + entry.payload)
     out = bytearray(_prefix(container.codec_id, container.model_hash, ARCHIVE_FLAG))
-    out += _varint(len(container.entries)) + bytes([1 if container.chained else 0])
+    out += varint(len(container.entries)) + bytes([1 if container.chained else 0])
     for entry in container.entries:
         name = entry.name.encode("utf-8")
-        out += _varint(len(name)) + name + bytes([MODES[entry.mode]]) + _image_fields(entry)
+        out += varint(len(name)) + name + bytes([MODES[entry.mode]]) + _image_fields(entry)
         if not container.chained:
-            out += _varint(len(entry.payload)) + entry.payload
+            out += varint(len(entry.payload)) + entry.payload
     if container.chained:
-        out += _varint(len(container.chained_payload)) + container.chained_payload
+        out += varint(len(container.chained_payload)) + container.chained_payload
     return bytes(out)
 
 

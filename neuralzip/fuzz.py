@@ -29,7 +29,7 @@ import numpy as np
 from . import api
 from . import codecs as codec_table
 from .codecs.base import ImageShape
-from .container import ARCHIVE_FLAG, MAGIC, FormatError, unpack
+from .container import ARCHIVE_FLAG, MAGIC, FormatError, unpack, varint
 from .images import PixelImage, pixel_checksum
 
 FUZZ_MAX_PIXELS = 1 << 18
@@ -75,15 +75,6 @@ class FuzzReport:
                 "by_mutation": {k: dict(v) for k, v in self.by_mutation.items()}, "failures": self.failures}
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _varint_end(data: bytes, pos: int) -> int:
     while pos < len(data) and data[pos] & 0x80:
         pos += 1
@@ -103,19 +94,19 @@ def _extreme(data: bytes, rng: np.random.Generator) -> bytes:
         return data[:10] + bytes([int(rng.integers(0, 256))]) + data[11:]
     if data[10] & ARCHIVE_FLAG:  # archive: count
         end = _varint_end(data, 11)
-        return data[:11] + _varint(int(rng.choice([0, 1, 2**24, 2**40, 10**6]))) + data[end:]
+        return data[:11] + varint(int(rng.choice([0, 1, 2**24, 2**40, 10**6]))) + data[end:]
     value = int(rng.choice([0, 1, 100000, 2**20, 2**20 + 1, 2**35, 65536, 33]))
     width_end = _varint_end(data, 11)
     height_end = _varint_end(data, width_end)
     if choice == 3:
-        return data[:11] + _varint(value) + data[width_end:]
+        return data[:11] + varint(value) + data[width_end:]
     if choice == 4:
-        return data[:width_end] + _varint(value) + data[height_end:]
+        return data[:width_end] + varint(value) + data[height_end:]
     if choice == 5:  # both sides
-        return data[:11] + _varint(value) + _varint(value) + data[height_end:]
+        return data[:11] + varint(value) + varint(value) + data[height_end:]
     length_pos = height_end + 4
     length_end = _varint_end(data, length_pos)
-    return data[:length_pos] + _varint(int(rng.choice([0, 1, 2**31, 2**40, len(data)]))) + data[length_end:]
+    return data[:length_pos] + varint(int(rng.choice([0, 1, 2**31, 2**40, len(data)]))) + data[length_end:]
 
 
 def mutate(seeds: list[Seed], seed: Seed, kind: str, rng: np.random.Generator) -> bytes:

@@ -26,8 +26,9 @@ def _image(mode: str, h: int, w: int, seed: int) -> PixelImage:
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "1", "I;16", "RGB;16"])
-def test_auto_round_trips_every_mode_at_odd_sizes(tiny_pixelcnn, monkeypatch, mode):
-    codecs.register(tiny_pixelcnn)
+def test_auto_round_trips_every_mode_at_odd_sizes(tiny_pixelcnn, tiny_flow, tiny_vae, monkeypatch, mode):
+    for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1]):
+        codecs.register(codec)
     monkeypatch.setattr(codecs, "spec_available", lambda spec: True)  # the tiny model stands in for the shipped one
     for i, (h, w) in enumerate(SIZES):
         image = _image(mode, h, w, i)
@@ -41,8 +42,9 @@ def test_auto_round_trips_every_mode_at_odd_sizes(tiny_pixelcnn, monkeypatch, mo
         assert len(data) <= min(len(c) for c in classical)
 
 
-def test_auto_explains_its_choice(tiny_pixelcnn, monkeypatch):
-    codecs.register(tiny_pixelcnn)
+def test_auto_explains_its_choice(tiny_pixelcnn, tiny_flow, tiny_vae, monkeypatch):
+    for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1]):
+        codecs.register(codec)
     monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
     image = _image("RGB", 8, 8, 3)
     result = api.compress_batch([image], "auto")[0]

@@ -31,8 +31,6 @@ Payload: varint count of stripped seed words, then the stack (stream bytes).
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 
@@ -41,12 +39,12 @@ from ..distributions import MixtureLayout
 from ..exact.fixedpoint import ACT_FRAC, ACT_LIMIT, ACT_ONE, to_fixed
 from ..exact.latent import ExactLatentPrior
 from ..exact.mixture import ExactMixture, pixel_to_input
-from ..exact.network import ExactNetwork
+from ..container import varint
+from ..exact.network import ExactNetwork, tensors_hash
 from ..images import PixelImage
-from ..nets.graph import param_key
-from ..nets.vae import LATENT_LOG_SCALE_MIN, HierarchicalVAE, VAEConfig, posterior_graph, prior_graph
+from ..nets.vae import LATENT_LOG_SCALE_MIN, HierarchicalVAE, VAEConfig
 from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
-from .pixelcnn import _read_varint, _varint, tile_grid
+from .tiles import pad_tile, read_varint, tile_grid
 
 TILE = 32
 SEED, SEED_WORDS = 0x5EED, 4096
@@ -79,28 +77,23 @@ class BitsBackCodec(Codec):
         priors = [ExactNetwork.from_float(n.graph, n.folded_weights()) for n in model.priors]
         top = to_fixed(model.top_prior.detach().double().numpy()[0], ACT_FRAC)
         codec = cls(model.config, posteriors, priors, top, b"")
-        digest = hashlib.sha256()
-        for key, tensor in sorted(codec.integer_tensors().items()):
-            digest.update(key.encode())
-            digest.update(tensor.numpy().tobytes())
-        codec._hash = digest.digest()[:4]
+        codec._hash = tensors_hash(codec.integer_tensors())
         return codec
 
     @classmethod
     def from_shipped(cls, shipped) -> "BitsBackCodec":
         config = VAEConfig.from_dict(shipped.card["config"])
         reference = HierarchicalVAE(config)  # only for the graphs
-        posteriors = [_network(shipped.tensors, f"exact.posterior{l}.", n.graph) for l, n in enumerate(reference.posteriors)]
-        priors = [_network(shipped.tensors, f"exact.prior{l}.", n.graph) for l, n in enumerate(reference.priors)]
+        posteriors = [ExactNetwork.from_tensors(n.graph, shipped.tensors, f"exact.posterior{l}.")
+                      for l, n in enumerate(reference.posteriors)]
+        priors = [ExactNetwork.from_tensors(n.graph, shipped.tensors, f"exact.prior{l}.") for l, n in enumerate(reference.priors)]
         return cls(config, posteriors, priors, shipped.tensors["exact.top"].numpy(), shipped.model_hash, shipped.card)
 
     def integer_tensors(self) -> dict[str, torch.Tensor]:
         out = {"exact.top": torch.from_numpy(self.top_params.astype(np.int64))}
         for prefix, networks in (("posterior", self.posteriors), ("prior", self.priors)):
             for level, network in enumerate(networks):
-                for key, (weight, bias) in network.integer_weights.items():
-                    out[f"exact.{prefix}{level}.{key}.weight"] = torch.from_numpy(np.asarray(weight, np.int32))
-                    out[f"exact.{prefix}{level}.{key}.bias"] = torch.from_numpy(np.asarray(bias, np.int64))
+                out.update(network.tensors(f"exact.{prefix}{level}."))
         return out
 
     # ---- interface -------------------------------------------------------------------------
@@ -125,14 +118,14 @@ class BitsBackCodec(Codec):
         while kept < min(len(words), len(seed)) and words[kept] == seed[kept]:
             kept += 1
         kept = min(kept, len(words) - 1) if len(words) else 0
-        payload = _varint(kept) + stream_to_bytes(words[kept:])
+        payload = varint(kept) + stream_to_bytes(words[kept:])
         return Encoded([payload], list(bits))
 
     def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
         if len(payloads) != 1:
             raise PayloadError("a vae archive has exactly one shared payload")
         payload = payloads[0]
-        kept, pos = _read_varint(payload, 0)
+        kept, pos = read_varint(payload, 0, "seed length")
         if kept > SEED_WORDS:
             raise PayloadError("vae payload is corrupt (seed length)")
         try:
@@ -159,10 +152,7 @@ class BitsBackCodec(Codec):
         tiles, owners = [], []
         for index, image in enumerate(images):
             for top, left, h, w in tile_grid(image.height, image.width, TILE):
-                tile = image.pixels[top : top + h, left : left + w]
-                if (h, w) != (TILE, TILE):
-                    tile = np.pad(tile, ((0, TILE - h), (0, TILE - w), (0, 0)), mode="edge")
-                tiles.append(tile)
+                tiles.append(pad_tile(image.pixels[top : top + h, left : left + w], TILE))
                 owners.append(index)
         return tiles, owners
 
@@ -235,15 +225,3 @@ class BitsBackCodec(Codec):
         self._push_latent(stack, self._run(self.posteriors[0], self._pixel_input(tile)), z)
         return tile
 
-
-def _network(tensors: dict, prefix: str, graph) -> ExactNetwork:
-    weights = {}
-    for node in graph.nodes:
-        for i, _ in enumerate(node.terms):
-            key = param_key(node.name, i)
-            weights[key] = (tensors[f"{prefix}{key}.weight"].numpy().astype(np.int64),
-                            tensors[f"{prefix}{key}.bias"].numpy().astype(np.int64))
-    return ExactNetwork(graph, weights)
-
-
-__all__ = ["BitsBackCodec", "posterior_graph", "prior_graph"]

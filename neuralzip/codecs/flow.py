@@ -17,24 +17,21 @@ crops it). Payload: n-1 varint tile lengths in bytes, then the tiles' ANS stream
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 
-from ..coding import TOTAL, BatchAnsDecoder, CodingError, bytes_to_stream, stream_to_bytes
+from ..coding import TOTAL, BatchAnsDecoder, CodingError
 from ..coding import encode as ans_encode
 from ..exact.fixedpoint import ACT_FRAC, ACT_LIMIT, to_fixed
 from ..exact.latent import ExactLatentPrior
-from ..exact.network import ExactNetwork
+from ..exact.network import ExactNetwork, tensors_hash
 from ..images import PixelImage
 from ..nets.flow import FlowConfig, IntegerFlow, coupling_graph, prior_graph, squeeze, unsqueeze
-from ..nets.graph import param_key
 from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
-from .pixelcnn import _read_varint, _varint, tile_grid
+from .tiles import join_streams, pad_tile, raise_first_error, split_streams, tile_grid
 
 TILE = 32
-BATCH = 1024
+BATCH = 4096  # tiles decoded together: the per-latent loop is cheaper per tile in large batches
 NETWORK_CHUNK = 128
 INPUT_SHIFT = ACT_FRAC - 7  # latents / 128 in fixed point: multiply by 2**5
 
@@ -64,7 +61,7 @@ class FlowCodec(Codec):
         priors = [ExactNetwork.from_float(net.graph, net.folded_weights()) for net in model.priors]
         top = to_fixed(model.top_prior.detach().double().numpy()[0], ACT_FRAC)
         codec = cls(model.config, couplings, priors, top, b"")
-        codec._hash = codec._integer_hash()
+        codec._hash = tensors_hash(codec.integer_tensors())
         return codec
 
     @classmethod
@@ -74,18 +71,17 @@ class FlowCodec(Codec):
         couplings, priors = [], []
         for level, c in enumerate(channels):
             for k in range(config.couplings):
-                couplings.append(_network(shipped.tensors, f"exact.coupling{level}.{k}.", coupling_graph(c, config.hidden)))
+                couplings.append(ExactNetwork.from_tensors(coupling_graph(c, config.hidden), shipped.tensors,
+                                                           f"exact.coupling{level}.{k}."))
             if level < config.levels - 1:
                 graph = prior_graph(c - c // 2, c // 2, config.hidden, config.mixtures)
-                priors.append(_network(shipped.tensors, f"exact.prior{level}.", graph))
+                priors.append(ExactNetwork.from_tensors(graph, shipped.tensors, f"exact.prior{level}."))
         return cls(config, couplings, priors, shipped.tensors["exact.top"].numpy(), shipped.model_hash, shipped.card)
 
     def integer_tensors(self) -> dict[str, torch.Tensor]:
         out = {"exact.top": torch.from_numpy(self.top_params.astype(np.int64))}
         for prefix, network in self._named_networks():
-            for key, (weight, bias) in network.integer_weights.items():
-                out[f"{prefix}{key}.weight"] = torch.from_numpy(np.asarray(weight, np.int32))
-                out[f"{prefix}{key}.bias"] = torch.from_numpy(np.asarray(bias, np.int64))
+            out.update(network.tensors(prefix))
         return out
 
     def _named_networks(self):
@@ -94,13 +90,6 @@ class FlowCodec(Codec):
             yield f"exact.coupling{i // k}.{i % k}.", network
         for level, network in enumerate(self.priors):
             yield f"exact.prior{level}.", network
-
-    def _integer_hash(self) -> bytes:
-        digest = hashlib.sha256(self.top_params.tobytes())
-        for prefix, tensor in sorted(self.integer_tensors().items()):
-            digest.update(prefix.encode())
-            digest.update(tensor.numpy().tobytes())
-        return digest.digest()[:4]
 
     # ---- interface -------------------------------------------------------------------------
     def check(self, image: PixelImage) -> None:
@@ -113,7 +102,7 @@ class FlowCodec(Codec):
         tiles, owners = [], []
         for index, image in enumerate(images):
             for top, left, h, w in tile_grid(image.height, image.width, TILE):
-                tiles.append(_pad(image.pixels[top : top + h, left : left + w]))
+                tiles.append(pad_tile(image.pixels[top : top + h, left : left + w], TILE))
                 owners.append(index)
         streams, bits = [], []
         for start in range(0, len(tiles), BATCH):
@@ -123,17 +112,12 @@ class FlowCodec(Codec):
         payloads, nll = [], []
         for index in range(len(images)):
             mine = [i for i, owner in enumerate(owners) if owner == index]
-            parts = [stream_to_bytes(streams[i]) for i in mine]
-            payloads.append(b"".join(_varint(len(p)) for p in parts[:-1]) + b"".join(parts))
+            payloads.append(join_streams([streams[i] for i in mine]))
             nll.append(float(sum(bits[i] for i in mine)))
         return Encoded(payloads, nll)
 
     def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
-        results = self.decode_each(payloads, shapes)
-        for result in results:
-            if isinstance(result, PayloadError):
-                raise result
-        return results
+        return raise_first_error(self.decode_each(payloads, shapes))
 
     def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
         """Per image the decoded image or the PayloadError that stopped it."""
@@ -145,7 +129,7 @@ class FlowCodec(Codec):
             try:
                 if shape.mode != "RGB":
                     raise PayloadError(f"flow payload for an image of mode {shape.mode}")
-                parts = _split(payload, len(grid))
+                parts = split_streams(payload, len(grid), self.name)
             except PayloadError as error:
                 results[index] = error
                 continue
@@ -169,7 +153,7 @@ class FlowCodec(Codec):
 
     def nll_bits_per_location(self, image: PixelImage) -> list[np.ndarray]:
         """Code length of each latent, per level (top first) as [C, h, w] arrays (explain)."""
-        tiles = [_pad(image.pixels[t : t + h, l : l + w]) for t, l, h, w in tile_grid(image.height, image.width, TILE)]
+        tiles = [pad_tile(image.pixels[t : t + h, l : l + w], TILE) for t, l, h, w in tile_grid(image.height, image.width, TILE)]
         latents = self._forward(np.stack(tiles))
         out = []
         for z, params in latents:
@@ -284,33 +268,3 @@ class FlowCodec(Codec):
         ok &= np.all((pixels >= 0) & (pixels <= 255), axis=(1, 2, 3))
         return [pixels[i].astype(np.uint8) if ok[i] else None for i in range(n)]
 
-
-def _network(tensors: dict, prefix: str, graph) -> ExactNetwork:
-    weights = {}
-    for node in graph.nodes:
-        for i, _ in enumerate(node.terms):
-            key = param_key(node.name, i)
-            weights[key] = (tensors[f"{prefix}{key}.weight"].numpy().astype(np.int64),
-                            tensors[f"{prefix}{key}.bias"].numpy().astype(np.int64))
-    return ExactNetwork(graph, weights)
-
-
-def _pad(tile: np.ndarray) -> np.ndarray:
-    h, w = tile.shape[:2]
-    if (h, w) == (TILE, TILE):
-        return tile
-    return np.pad(tile, ((0, TILE - h), (0, TILE - w), (0, 0)), mode="edge")
-
-
-def _split(payload: bytes, count: int) -> list[np.ndarray]:
-    pos, lengths = 0, []
-    for _ in range(count - 1):
-        length, pos = _read_varint(payload, pos)
-        lengths.append(length)
-    if len(payload) - pos < sum(lengths):
-        raise PayloadError("flow payload is truncated (stream sizes)")
-    bounds = np.cumsum([pos] + lengths + [len(payload) - pos - sum(lengths)])
-    try:
-        return [bytes_to_stream(payload[bounds[i] : bounds[i + 1]]) for i in range(count)]
-    except CodingError as error:
-        raise PayloadError(f"flow payload is corrupt ({error})") from None

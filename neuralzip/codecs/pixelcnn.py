@@ -23,23 +23,23 @@ ANS stream as bytes (:func:`~neuralzip.coding.stream_to_bytes`), in tile order].
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
 import torch
 
-from ..coding import TOTAL, BatchAnsDecoder, CodingError, bytes_to_stream, stream_to_bytes
+from ..coding import TOTAL, BatchAnsDecoder, CodingError
 from ..coding import encode as ans_encode
+from ..container import varint
 from ..distributions import MixtureLayout
 from ..exact.fixedpoint import ACT_ONE
 from ..exact.mixture import ExactMixture, pixel_to_input
-from ..exact.network import ExactNetwork, IncrementalRun
+from ..exact.network import ExactNetwork, IncrementalRun, tensors_hash
 from ..images import PixelImage
-from ..nets.graph import param_key
 from ..progress import progress
 from ..nets.pixelcnn import PixelCNN, PixelCNNConfig, build_pixelcnn
 from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
+from .tiles import join_streams, raise_first_error, read_varint, split_streams, tile_grid
 
 TILE = 32
 LARGE_TILE = 64
@@ -48,12 +48,6 @@ COLOUR_CHANNELS = {"RGB": 3, "RGBA": 3, "L": 1, "LA": 1}
 ALPHA_MODES = ("RGBA", "LA")
 ALPHA_CODECS = {1: "png", 3: "jxl"}
 DECODE_BATCH = 1024
-
-
-def tile_grid(height: int, width: int, tile: int = TILE) -> list[tuple[int, int, int, int]]:
-    """(top, left, height, width) of each tile in raster order."""
-    return [(top, left, min(tile, height - top), min(tile, width - left))
-            for top in range(0, height, tile) for left in range(0, width, tile)]
 
 
 def tile_side(height: int, width: int) -> int:
@@ -74,7 +68,7 @@ def _encode_alpha(alpha: np.ndarray) -> bytes:
     plane = PixelImage("L", np.ascontiguousarray(alpha[:, :, None]))
     options = {cid: get_codec(name).encode([plane]).payloads[0] for cid, name in ALPHA_CODECS.items()}
     cid = min(options, key=lambda k: len(options[k]))
-    return bytes([cid]) + _varint(len(options[cid])) + options[cid]
+    return bytes([cid]) + varint(len(options[cid])) + options[cid]
 
 
 def _decode_alpha(payload: bytes, pos: int, shape: ImageShape) -> tuple[np.ndarray, int]:
@@ -83,35 +77,11 @@ def _decode_alpha(payload: bytes, pos: int, shape: ImageShape) -> tuple[np.ndarr
     if pos >= len(payload) or payload[pos] not in ALPHA_CODECS:
         raise PayloadError("pixelcnn payload has a corrupt alpha plane")
     cid = payload[pos]
-    length, pos = _read_varint(payload, pos + 1)
+    length, pos = read_varint(payload, pos + 1, "alpha plane")
     if len(payload) - pos < length:
         raise PayloadError("pixelcnn payload is truncated (alpha plane)")
     plane = get_codec(ALPHA_CODECS[cid]).decode([payload[pos : pos + length]], [ImageShape("L", shape.width, shape.height)])[0]
     return plane.pixels[:, :, 0], pos + length
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise PayloadError("pixelcnn payload is truncated (tile table)")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 35:
-            raise PayloadError("pixelcnn payload has a corrupt tile table")
 
 
 class PixelCNNCodec(Codec):
@@ -134,28 +104,18 @@ class PixelCNNCodec(Codec):
     @classmethod
     def from_shipped(cls, shipped) -> "PixelCNNCodec":
         config = PixelCNNConfig.from_dict(shipped.card["config"])
-        graph = build_pixelcnn(config)
-        weights = {}
-        for node in graph.nodes:
-            for i, _ in enumerate(node.terms):
-                key = param_key(node.name, i)
-                weights[key] = (shipped.tensors[f"exact.{key}.weight"].numpy().astype(np.int64),
-                                shipped.tensors[f"exact.{key}.bias"].numpy().astype(np.int64))
-        return cls(config, ExactNetwork(graph, weights), shipped.model_hash, shipped.card)
+        exact = ExactNetwork.from_tensors(build_pixelcnn(config), shipped.tensors, "exact.")
+        return cls(config, exact, shipped.model_hash, shipped.card)
 
     @classmethod
     def from_float(cls, model: PixelCNN) -> "PixelCNNCodec":
         """Quantise a float model (tests, export). The hash covers the integer weights."""
         exact = ExactNetwork.from_float(model.network.graph, model.network.folded_weights())
-        return cls(model.config, exact, integer_weights_hash(exact))
+        return cls(model.config, exact, tensors_hash(exact.tensors("exact.")))
 
     def integer_tensors(self) -> dict[str, torch.Tensor]:
         """The integer weights as tensors, for shipping."""
-        out = {}
-        for key, (weight, bias) in self.exact.integer_weights.items():
-            out[f"exact.{key}.weight"] = torch.from_numpy(np.asarray(weight, np.int32))
-            out[f"exact.{key}.bias"] = torch.from_numpy(np.asarray(bias, np.int64))
-        return out
+        return self.exact.tensors("exact.")
 
     # ---- interface -------------------------------------------------------------------------
     def check(self, image: PixelImage) -> None:
@@ -184,19 +144,14 @@ class PixelCNNCodec(Codec):
         payloads, nll = [], []
         for index, image in enumerate(images):
             mine = [i for i, owner in enumerate(owners) if owner == index]
-            parts = [stream_to_bytes(streams[i]) for i in mine]
             header = bytes([sides[index] // 4]) if _several_tiles_possible(image.height, image.width) else b""
             alpha = _encode_alpha(image.pixels[:, :, -1]) if image.mode in ALPHA_MODES else b""
-            payloads.append(header + alpha + b"".join(_varint(len(part)) for part in parts[:-1]) + b"".join(parts))
+            payloads.append(header + alpha + join_streams([streams[i] for i in mine]))
             nll.append(float(bits[mine].sum()) + 8 * len(alpha))
         return Encoded(payloads, nll)
 
     def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
-        results = self.decode_each(payloads, shapes)
-        for result in results:
-            if isinstance(result, PayloadError):
-                raise result
-        return results
+        return raise_first_error(self.decode_each(payloads, shapes))
 
     def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
         """Like :meth:`decode`, but a bad payload only fails its own image: returns, per
@@ -259,7 +214,7 @@ class PixelCNNCodec(Codec):
         if shape.mode in ALPHA_MODES:
             alpha, pos = _decode_alpha(payload, pos, shape)
         grid = tile_grid(shape.height, shape.width, side)
-        return grid, alpha, self._split(payload[pos:], len(grid))
+        return grid, alpha, split_streams(payload[pos:], len(grid), self.name)
 
     # ---- tiles -----------------------------------------------------------------------------
     @staticmethod
@@ -317,19 +272,6 @@ class PixelCNNCodec(Codec):
             out[top : top + h, left : left + w] = per_pixel.reshape(h, w)
         return out
 
-    def _split(self, payload: bytes, count: int) -> list[np.ndarray]:
-        pos, lengths = 0, []
-        for _ in range(count - 1):
-            length, pos = _read_varint(payload, pos)
-            lengths.append(length)
-        if len(payload) - pos < sum(lengths):
-            raise PayloadError("pixelcnn payload is truncated (stream sizes)")
-        bounds = np.cumsum([pos] + lengths + [len(payload) - pos - sum(lengths)])
-        try:
-            return [bytes_to_stream(payload[bounds[i] : bounds[i + 1]]) for i in range(count)]
-        except CodingError as error:
-            raise PayloadError(f"pixelcnn payload is corrupt ({error})") from None
-
     def _decode_tiles(self, streams: list[np.ndarray], h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
         """Decode same-size tiles with ``c`` coded channels (3, or 1 for grey). Returns the
         tiles and, per tile, whether its stream was consumed exactly (False: corrupt)."""
@@ -356,12 +298,3 @@ class PixelCNNCodec(Codec):
                 run.set_pixel(t, torch.from_numpy(np.concatenate([pixel_to_input(rgb).astype(np.float64), ones], axis=1)))
         return out, (decoder.remaining_words() == 0) & decoder.exhausted()
 
-
-def integer_weights_hash(exact: ExactNetwork) -> bytes:
-    digest = hashlib.sha256()
-    for key in sorted(exact.integer_weights):
-        weight, bias = exact.integer_weights[key]
-        digest.update(key.encode())
-        digest.update(np.asarray(weight, np.int64).tobytes())
-        digest.update(np.asarray(bias, np.int64).tobytes())
-    return digest.digest()[:4]

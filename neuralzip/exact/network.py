@@ -62,6 +62,18 @@ class _Work:
     residual_rows: object  # slice, LongTensor or None
 
 
+def tensors_hash(tensors: dict) -> bytes:
+    """4 bytes identifying a set of integer tensors (name and content), for model hashes
+    of models that are not shipped files (tests, fresh exports)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(tensors[key].numpy()).tobytes())
+    return digest.digest()[:4]
+
+
 def _positions(indices: np.ndarray):
     """A contiguous run of positions as a slice (plain memory copies), else a LongTensor."""
     if len(indices) and indices[-1] - indices[0] + 1 == len(indices):
@@ -132,6 +144,25 @@ class ExactNetwork:
             b = np.clip(to_fixed(bias.double().numpy(), ACT_FRAC + WEIGHT_FRAC), -(WEIGHT_LIMIT << ACT_FRAC), WEIGHT_LIMIT << ACT_FRAC)
             weights[key] = (w, b)
         return cls(graph, weights)
+
+    @classmethod
+    def from_tensors(cls, graph: Graph, tensors: dict, prefix: str) -> "ExactNetwork":
+        """Load integer weights stored by :meth:`tensors` under ``prefix``."""
+        weights = {}
+        for node in graph.nodes:
+            for i, _ in enumerate(node.terms):
+                key = param_key(node.name, i)
+                weights[key] = (tensors[f"{prefix}{key}.weight"].numpy().astype(np.int64),
+                                tensors[f"{prefix}{key}.bias"].numpy().astype(np.int64))
+        return cls(graph, weights)
+
+    def tensors(self, prefix: str) -> dict:
+        """The integer weights as torch tensors named ``prefix<key>.weight`` / ``.bias``."""
+        out = {}
+        for key, (weight, bias) in self.integer_weights.items():
+            out[f"{prefix}{key}.weight"] = torch.from_numpy(np.asarray(weight, np.int32))
+            out[f"{prefix}{key}.bias"] = torch.from_numpy(np.asarray(bias, np.int64))
+        return out
 
     # ---- planning ----------------------------------------------------------------------
     def plan(self, h: int, w: int) -> list[_NodePlan]:

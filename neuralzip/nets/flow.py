@@ -20,36 +20,26 @@ and coding (:class:`~neuralzip.exact.network.ExactNetwork`) run the same descrip
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..distributions import latent_log_likelihood
-from .graph import PRE_CONCAT_ELU, PRE_NONE, ConvGeometry, FloatNetwork, Graph, Node, Term
+from .config import ConfigMixin
+from .graph import PRE_CONCAT_ELU, PRE_NONE, FloatNetwork, Graph, Node, Term, conv3x3
 
 TRANSLATION_SCALE = 128.0  # networks see latents / 128 and output translations / 128
 
 
-def conv3x3() -> ConvGeometry:
-    return ConvGeometry(3, 3, pad=(1, 1, 1, 1))
-
-
 @dataclass(frozen=True)
-class FlowConfig:
+class FlowConfig(ConfigMixin):
     levels: int = 3
     couplings: int = 4
     hidden: int = 48
     mixtures: int = 5
     channels: int = 3
     size: int = 32  # training image side (the flow itself works for any side divisible by 2**levels)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FlowConfig":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def level_channels(self) -> list[int]:
         """Channels entering each level after its squeeze."""

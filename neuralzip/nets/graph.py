@@ -116,6 +116,11 @@ def pointwise() -> ConvGeometry:
     return ConvGeometry(1, 1)
 
 
+def conv3x3() -> ConvGeometry:
+    """A plain (non-causal) 3x3 convolution keeping the size."""
+    return ConvGeometry(3, 3, pad=(1, 1, 1, 1))
+
+
 @dataclass(frozen=True)
 class Term:
     """One convolution of node ``source`` (after nonlinearity ``pre``) into the sum."""
@@ -292,6 +297,6 @@ def count_parameters(module: nn.Module) -> int:
 __all__ = [
     "ConvGeometry", "Term", "Node", "Graph", "FloatNetwork", "apply_pre", "weight_shape",
     "down_shifted", "down_right_shifted", "down_shifted_transposed",
-    "down_right_shifted_transposed", "pointwise", "PRE_NONE", "PRE_ELU", "PRE_CONCAT_ELU",
+    "down_right_shifted_transposed", "pointwise", "conv3x3", "PRE_NONE", "PRE_ELU", "PRE_CONCAT_ELU",
     "count_parameters", "param_key",
 ]

@@ -11,12 +11,13 @@ and the shipped model share one code path.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..distributions import MixtureLayout, mixture_log_likelihood
+from .config import ConfigMixin
 from .graph import (
     PRE_CONCAT_ELU, PRE_ELU, FloatNetwork, Graph, Node, Term, down_right_shifted, down_right_shifted_transposed,
     down_shifted, down_shifted_transposed, pointwise,
@@ -24,7 +25,7 @@ from .graph import (
 
 
 @dataclass(frozen=True)
-class PixelCNNConfig:
+class PixelCNNConfig(ConfigMixin):
     """Architecture of a PixelCNN++; ``stages`` resolutions, each halving the last."""
 
     filters: int = 32
@@ -33,13 +34,6 @@ class PixelCNNConfig:
     channels: int = 3
     stages: int = 3
     dropout: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PixelCNNConfig":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     @property
     def downsampling(self) -> int:

@@ -18,21 +18,18 @@ still well approximated by the density.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..distributions import MixtureLayout, mixture_log_likelihood
-from .graph import PRE_CONCAT_ELU, PRE_NONE, ConvGeometry, FloatNetwork, Graph, Node, Term, pointwise
+from .config import ConfigMixin
+from .graph import PRE_CONCAT_ELU, PRE_NONE, ConvGeometry, FloatNetwork, Graph, Node, Term, conv3x3, pointwise
 
 LATENT_LOG_SCALE_MIN = -4.8  # 127.5 * exp(-4.8) ~ 1 bin
 UNIT = 127.5  # parameter units in bins
-
-
-def conv3x3() -> ConvGeometry:
-    return ConvGeometry(3, 3, pad=(1, 1, 1, 1))
 
 
 def down4x4() -> ConvGeometry:
@@ -44,25 +41,13 @@ def up4x4() -> ConvGeometry:
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(ConfigMixin):
     latents: tuple[int, ...] = (8, 8, 8)  # channels of z1, z2, z3
     hidden: int = 64
     mixtures: int = 5
     bin_bits: int = 6  # latent bins of width 1/64
     window_bits: int = 10  # latents coded in windows of 1024 bins
     size: int = 32
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["latents"] = list(self.latents)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VAEConfig":
-        values = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        if "latents" in values:
-            values["latents"] = tuple(values["latents"])
-        return cls(**values)
 
     @property
     def levels(self) -> int:
