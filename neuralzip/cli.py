@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import click
 
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".jpg", ".jpeg", ".webp", ".tga"}
-BATCH = 64  # images encoded together (neural codecs are faster on batches)
 
 
 class Reporter:
@@ -118,7 +116,7 @@ def _report(reporter: Reporter, messages) -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or archive (several inputs or a folder).")
 @click.option("-m", "--model", default="auto", show_default=True,
-              help="auto (smallest of all codecs), pixelcnn, png, webp, jxl, j2k (see `nzip models`).")
+              help="auto (smallest of all codecs), pixelcnn, flow, vae, png, webp, jxl, j2k (see `nzip models`).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write the .nzip data to standard output.")
 @click.option("-v", "--verbose", is_flag=True, help="Say which codec was used and why.")

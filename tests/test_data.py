@@ -1,6 +1,5 @@
 """CIFAR-10 access: the three layouts give the same arrays, in a deterministic order, cached."""
 
-import io
 import pickle
 import tarfile
 

@@ -1,6 +1,5 @@
 """A short decoder fuzz run: every mutated or random file is a clean error or the exact image."""
 
-import numpy as np
 
 from neuralzip import codecs
 from neuralzip.fuzz import fuzz

@@ -148,7 +148,7 @@ class JxlCodec(_PillowCodec):
 
     def __init__(self):
         import imagecodecs
-        import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
+        import pillow_jxl  # noqa: F401 (registers the JXL format with Pillow)
 
         self._codecs = imagecodecs
 
