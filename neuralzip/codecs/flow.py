@@ -237,10 +237,13 @@ class FlowCodec(Codec):
 
         def decode_level(params: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
             c, h, w = shape
-            rows = params.reshape(n, params.shape[1], -1)
-            z = np.zeros((n, c * h * w), dtype=np.int64)
-            for e in range(c * h * w):
-                z[:, e] = self.prior.decode(rows[:, :, e], pop)
+            count = c * h * w
+            # element-major rows, prepared once for the whole level
+            rows = params.reshape(n, params.shape[1], count).transpose(2, 0, 1).reshape(count * n, -1)
+            prepared = self.prior.prepare(rows)
+            z = np.zeros((n, count), dtype=np.int64)
+            for e in range(count):
+                z[:, e] = self.prior.decode_rows(prepared, slice(e * n, (e + 1) * n), pop)
             return z.reshape(n, c, h, w)
 
         channels = cfg.level_channels()

@@ -91,11 +91,22 @@ class ExactLatentPrior:
         return np.bincount(element, weights=24.0 - np.log2(f), minlength=n)
 
     # ---- decoder ---------------------------------------------------------------------------
+    def prepare(self, params: np.ndarray) -> tuple:
+        """Everything :meth:`decode_rows` needs, computed once for many rows [N, 3K]."""
+        origin, offsets = self.origins(params)
+        weights, (channel,) = self.mixture.channel_parameters(params, offsets)
+        return origin, weights, channel
+
     def decode(self, params: np.ndarray, decode_bit) -> np.ndarray:
         """One latent per stream under ``params`` [N, 3K]; ``decode_bit(left_frequency,
         active)`` pops one bit from each active stream."""
-        origin, offsets = self.origins(params)
-        value = self.mixture.decode_pixel(params, lambda f: decode_bit(f, None), 1, offsets)[:, 0].astype(np.int64)
+        return self.decode_rows(self.prepare(params), slice(None), decode_bit)
+
+    def decode_rows(self, prepared: tuple, rows, decode_bit) -> np.ndarray:
+        """Like :meth:`decode` for the ``rows`` of :meth:`prepare`'s parameters."""
+        origin, weights, channel = prepared
+        origin, weights, channel = origin[rows], weights[rows], channel.select(rows)
+        value = self.mixture.search(channel, channel.means, weights, lambda f: decode_bit(f, None))
         low, high = value == 0, value == self.levels - 1
         z = origin + value
         escaping = low | high

@@ -82,6 +82,10 @@ class ChannelParameters:
         self.couplings = couplings
         self.levels = levels
 
+    def select(self, rows) -> "ChannelParameters":
+        """The parameters of some rows (a slice gives views, no copies)."""
+        return ChannelParameters(self.means[rows], self.inverse_scales[rows], self.couplings[rows], self.levels)
+
     def coupled_means(self, earlier_values: np.ndarray) -> np.ndarray:
         """Means in 2**-13 pixel units given the earlier channels' values [N, c]."""
         means = self.means.copy()
@@ -200,20 +204,25 @@ class ExactMixture:
         weights, channels = self.channel_parameters(head, offsets)
         for channel, params in enumerate(channels[:c]):
             means = params.coupled_means(values[:, :channel])
-            low = np.zeros(n, dtype=np.int64)
-            g_low = np.zeros(n, dtype=np.int64)
-            g_high = params.cumulative(np.full((n, 1), self.levels), means, weights)[:, 0]
-            for d in range(self.bits):
-                mid = low + (self.levels >> (d + 1))
-                g_mid = params.cumulative(mid[:, None], means, weights)[:, 0]
-                bit = decode_bit(binary_frequency(g_mid - g_low, g_high - g_mid))
-                low = np.where(bit == 1, mid, low)
-                g_low = np.where(bit == 1, g_mid, g_low)
-                g_high = np.where(bit == 1, g_high, g_mid)
-            values[:, channel] = low
+            values[:, channel] = self.search(params, means, weights, decode_bit)
             if channel + 1 < c:
-                weights = posterior_weights(weights, params.bin_probabilities(low, means))
+                weights = posterior_weights(weights, params.bin_probabilities(values[:, channel], means))
         return values.astype(np.uint8) if self.levels <= 256 else values
+
+    def search(self, params: ChannelParameters, means: np.ndarray, weights: np.ndarray, decode_bit) -> np.ndarray:
+        """Decode one channel's values (N streams) by the binary search of :meth:`decisions`."""
+        n = len(means)
+        low = np.zeros(n, dtype=np.int64)
+        g_low = np.zeros(n, dtype=np.int64)
+        g_high = params.cumulative(np.full((n, 1), self.levels), means, weights)[:, 0]
+        for d in range(self.bits):
+            mid = low + (self.levels >> (d + 1))
+            g_mid = params.cumulative(mid[:, None], means, weights)[:, 0]
+            bit = decode_bit(binary_frequency(g_mid - g_low, g_high - g_mid))
+            low = np.where(bit == 1, mid, low)
+            g_low = np.where(bit == 1, g_mid, g_low)
+            g_high = np.where(bit == 1, g_high, g_mid)
+        return low
 
     def code_length_bits(self, frequencies: np.ndarray, bits: np.ndarray) -> np.ndarray:
         """Ideal code length (bits) per leading index of ``frequencies``/``bits`` [N, ...]."""
