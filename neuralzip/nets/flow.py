@@ -30,6 +30,7 @@ from .config import ConfigMixin
 from .graph import PRE_CONCAT_ELU, PRE_NONE, FloatNetwork, Graph, Node, Term, conv3x3
 
 TRANSLATION_SCALE = 128.0  # networks see latents / 128 and output translations / 128
+INITIAL_LOG_SCALE = -1.0  # priors start with scales of ~47 latent steps (raw pixel spread), not 128
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,11 @@ class IntegerFlow(nn.Module):
         top = channels[-1]
         side = config.size // config.multiple
         self.top_prior = nn.Parameter(torch.zeros(1, top * 3 * config.mixtures, side, side))
+        k = config.mixtures
+        with torch.no_grad():
+            for prior in self.priors:
+                prior.output_bias().view(-1, 3, k)[:, 2] = INITIAL_LOG_SCALE
+            self.top_prior.view(top, 3, k, side, side)[:, 2] = INITIAL_LOG_SCALE
 
     def coupling(self, level: int, k: int) -> FloatNetwork:
         return self.couplings[level * self.config.couplings + k]

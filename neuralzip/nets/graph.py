@@ -235,6 +235,11 @@ class FloatNetwork(nn.Module):
                 self.g[key] = nn.Parameter(torch.full((node.conv_channels,), float(node.init_scale)))
                 self.b[key] = nn.Parameter(torch.zeros(node.conv_channels))
 
+    def output_bias(self) -> torch.Tensor:
+        """The bias of the output node's first term (to initialise output parameters)."""
+        node = self.graph.nodes[-1]
+        return self.b[param_key(node.name, 0)]
+
     def term_weight(self, key: str, transposed: bool) -> torch.Tensor:
         v = self.v[key]
         dims = (0, 2, 3) if transposed else (1, 2, 3)

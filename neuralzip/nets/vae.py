@@ -30,6 +30,7 @@ from .graph import PRE_CONCAT_ELU, PRE_NONE, ConvGeometry, FloatNetwork, Graph, 
 
 LATENT_LOG_SCALE_MIN = -4.8  # 127.5 * exp(-4.8) ~ 1 bin
 UNIT = 127.5  # parameter units in bins
+INITIAL_LOG_SCALE = -1.3  # latent scales start near 0.55 latent units (a unit standard deviation)
 
 
 def down4x4() -> ConvGeometry:
@@ -109,6 +110,11 @@ class HierarchicalVAE(nn.Module):
                                     for l in range(config.levels))
         side = config.size // config.multiple
         self.top_prior = nn.Parameter(torch.zeros(1, 2 * c[-1], side, side))
+        with torch.no_grad():  # latent scales in bins depend on the bin width: start them at ~1 unit
+            start = INITIAL_LOG_SCALE + (config.bin_bits - 6) * math.log(2)
+            for network in list(self.posteriors) + list(self.priors)[1:]:
+                network.output_bias().view(-1, 2)[:, 1] = start
+            self.top_prior.view(c[-1], 2, side, side)[:, 1] = start
 
     def scale_latent(self, z_bins: torch.Tensor) -> torch.Tensor:
         return z_bins / (1 << self.config.bin_bits)
