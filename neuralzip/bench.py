@@ -106,29 +106,36 @@ def run_codec(name: str, images: list[PixelImage], labels: list[str] | None = No
     )
 
 
-def _decode_many(containers, failures, labels) -> list[PixelImage | None]:
-    """Decode a batch the way the CLI decodes one file each, but one codec call per codec
-    (files of ``auto`` may use different codecs)."""
-    from .codecs.base import ImageShape
-    from .images import pixel_checksum
+def run_archive(name: str, images: list[PixelImage], labels: list[str]) -> CodecResult:
+    """All ``images`` in one archive file (a chained codec codes them as one chain)."""
+    t0 = time.perf_counter()
+    result = api.compress_archive(images, labels, name)
+    encode_time = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    decoded = api.decompress_all(result.data)
+    decode_time = time.perf_counter() - t0
+    exact = sum(1 for original, (_, image) in zip(images, decoded)
+                if image.mode == original.mode and np.array_equal(image.pixels, original.pixels))
+    subpixels = sum(im.subpixels for im in images)
+    bpd = 8 * len(result.data) / subpixels
+    return CodecResult(
+        name=f"{name}-archive", images=len(images), exact=exact, bpd=bpd, bpd_nzip=bpd,
+        nll_bpd=(sum(result.nll_bits) / subpixels) if result.nll_bits else None,
+        encode_img_per_s=len(images) / encode_time, decode_img_per_s=len(images) / decode_time,
+        encode_seconds=encode_time, decode_seconds=decode_time, payload_bytes=len(result.data),
+        file_bytes=len(result.data), subpixels=subpixels)
 
-    out: list[PixelImage | None] = [None] * len(containers)
-    by_codec: dict[int, list[int]] = {}
-    for i, container in enumerate(containers):
-        by_codec.setdefault(container.codec_id, []).append(i)
-    for members in by_codec.values():
-        entries = [containers[i].entries[0] for i in members]
-        try:
-            codec = api.codec_for(containers[members[0]])
-            images = codec.decode([e.payload for e in entries], [ImageShape(e.mode, e.width, e.height) for e in entries])
-        except Exception as error:  # count as failures, keep measuring the rest
-            failures += [f"{labels[i]}: {error}" for i in members]
-            continue
-        for i, entry, image in zip(members, entries, images):
-            if pixel_checksum(image) != entry.checksum:
-                failures.append(f"{labels[i]}: checksum mismatch")
-            else:
-                out[i] = image
+
+def _decode_many(containers, failures, labels) -> list[PixelImage | None]:
+    """Decode a batch the way ``nzip decompress`` decodes many files (one codec call per
+    codec: files of ``auto`` may use different codecs); errors become failures."""
+    out: list[PixelImage | None] = []
+    for label, result in zip(labels, api.decode_containers(containers)):
+        if isinstance(result, Exception):
+            failures.append(f"{label}: {result}")
+            out.append(None)
+        else:
+            out.append(result[0][1])
     return out
 
 

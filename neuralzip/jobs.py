@@ -115,21 +115,30 @@ def compress_files(paths: list[Path], options: Options) -> list[Message]:
 
 
 def decompress_files(paths: list[Path], options: Options) -> list[Message]:
-    """Restore each .nzip file as PNG (an archive into a directory)."""
+    """Restore each .nzip file as PNG (an archive into a directory). Single-image files of
+    the same codec are decoded together (see :func:`neuralzip.api.decode_containers`)."""
     from . import api
     from .container import unpack
     from .images import DEFAULT_MAX_PIXELS, png_bytes, write_atomic
 
     messages: list[Message] = []
     errors = known_errors()
+    parsed = []
     for path in paths:
         try:
             if path.is_dir():
                 raise IsADirectoryError(f"{path}: is a directory")
-            container = unpack(path.read_bytes())
-            started = time.perf_counter()
-            images = api.decode_container(container, max_pixels=options.max_pixels or DEFAULT_MAX_PIXELS)
-            elapsed = time.perf_counter() - started
+            parsed.append((path, unpack(path.read_bytes())))
+        except errors as error:
+            messages.append(Message(True, str(path), str(error)))
+    started = time.perf_counter()
+    decoded = api.decode_containers([container for _, container in parsed], options.max_pixels or DEFAULT_MAX_PIXELS)
+    elapsed = (time.perf_counter() - started) / max(1, len(parsed))
+    for (path, container), images in zip(parsed, decoded):
+        if isinstance(images, Exception):
+            messages.append(Message(True, str(path), str(images)))
+            continue
+        try:
             if container.archive:
                 directory = Path(options.output) if options.output else default_decompressed_name(path).with_suffix("")
                 directory.mkdir(parents=True, exist_ok=True)
@@ -141,7 +150,8 @@ def decompress_files(paths: list[Path], options: Options) -> list[Message]:
                         written += 1
                     except errors as error:
                         messages.append(Message(True, str(target), str(error)))
-                messages.append(Message(False, "", f"{path} -> {directory}/: {written} of {len(images)} images ({elapsed:.2f} s)"))
+                messages.append(Message(False, "", f"{path} -> {directory}/: {written} of {len(images)} images "
+                                                   f"({elapsed:.2f} s)"))
             else:
                 image = images[0][1]
                 target = Path(options.output) if options.output else default_decompressed_name(path)

@@ -121,6 +121,27 @@ def test_damaged_files_give_distinct_errors(workdir):
         assert not (workdir / name.replace(".nzip", ".png")).exists()
 
 
+def test_many_files_decode_as_one_batch_and_a_corrupt_one_fails_alone(workdir):
+    names = []
+    for i in range(5):
+        Image.fromarray(smooth_image(8, 6 + i, seed=i)).save(f"b{i}.png")
+        names.append(f"b{i}.png")
+    assert run("compress", "-m", "pixelcnn", *names).exit_code == 0
+    data = bytearray((workdir / "b2.png.nzip").read_bytes())
+    data[-3] ^= 0x5A  # damage the payload's last bytes
+    (workdir / "b2.png.nzip").write_bytes(bytes(data))
+    for name in names:
+        os.rename(name, f"orig-{name}")
+    result = run("decompress", *[f"{n}.nzip" for n in names])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("nzip:")]
+    assert len(errors) == 1 and "b2.png.nzip" in errors[0], result.stderr
+    assert not (workdir / "b2.png").exists()
+    for name in names:
+        if name != "b2.png":
+            assert _same_pixels(f"orig-{name}", name)
+
+
 def test_model_hash_mismatch_is_reported(workdir, tiny_pixelcnn):
     run("compress", "-m", "pixelcnn", "small.png")
     data = bytearray((workdir / "small.png.nzip").read_bytes())
