@@ -20,9 +20,13 @@ Archive (flags bit 7 set, mode bits zero)::
     magic, version, codec id, model hash, flags   (11 bytes, as above)
     count        varint  number of images
     chained      1       1: one shared payload for all images (bits-back), 0: one each
-    per image:   name length varint, name (UTF-8), mode id 1, width varint, height varint,
-                 checksum 4, [payload len varint, payload]  (payload here unless chained)
+    per image:   tag varint (2 x name length + same-shape bit), name (UTF-8),
+                 [mode id 1, width varint, height varint]  (absent when the same-shape bit
+                 says: mode and size as the previous image), checksum 4,
+                 [payload len varint, payload]  (payload here unless chained)
     if chained:  payload len varint, payload
+
+An unnamed 32x32 image in an archive thus costs 5 bytes besides its payload.
 
 Parsing never allocates more than the bytes present: every length is checked against the
 remaining input first, and image sides against MAX_SIDE.
@@ -173,9 +177,16 @@ def pack(container: Container) -> bytes:
                 + _image_fields(entry) + varint(len(entry.payload)) + entry.payload)
     out = bytearray(_prefix(container.codec_id, container.model_hash, ARCHIVE_FLAG))
     out += varint(len(container.entries)) + bytes([1 if container.chained else 0])
+    previous = None
     for entry in container.entries:
         name = entry.name.encode("utf-8")
-        out += varint(len(name)) + name + bytes([MODES[entry.mode]]) + _image_fields(entry)
+        shape = (entry.mode, entry.width, entry.height)
+        same = shape == previous
+        out += varint(2 * len(name) + same) + name
+        if not same:
+            out += bytes([MODES[entry.mode]]) + varint(entry.width) + varint(entry.height)
+        out += struct.pack("<I", entry.checksum)
+        previous = shape
         if not container.chained:
             out += varint(len(entry.payload)) + entry.payload
     if container.chained:
@@ -189,13 +200,16 @@ def _mode(mode_id: int) -> str:
     return MODE_NAMES[mode_id]
 
 
-def _image(reader: _Reader, name: str, mode: str) -> Entry:
+def _size(reader: _Reader) -> tuple[int, int]:
     width = reader.varint("width", MAX_SIDE)
     height = reader.varint("height", MAX_SIDE)
     if width == 0 or height == 0:
         raise CorruptError("corrupt header: zero image side")
-    (checksum,) = struct.unpack("<I", reader.take(4, "checksum"))
-    return Entry(name, mode, width, height, checksum)
+    return width, height
+
+
+def _checksum(reader: _Reader) -> int:
+    return struct.unpack("<I", reader.take(4, "checksum"))[0]
 
 
 def _payload(reader: _Reader, what: str) -> bytes:
@@ -220,7 +234,9 @@ def unpack(data: bytes) -> Container:
     model_hash = reader.take(4, "model hash")
     flags = reader.byte("flags")
     if not flags & ARCHIVE_FLAG:
-        entry = _image(reader, "", _mode(flags & 0x7F))
+        mode = _mode(flags & 0x7F)
+        width, height = _size(reader)
+        entry = Entry("", mode, width, height, _checksum(reader))
         entry.payload = _payload(reader, "payload")
         _expect_end(reader)
         return Container(codec_id, model_hash, [entry])
@@ -233,13 +249,19 @@ def unpack(data: bytes) -> Container:
     if count > reader.remaining():  # every entry takes at least one byte
         raise TruncatedError(f"file is truncated (announces {count} images)")
     entries = []
+    shape = None
     for _ in range(count):
-        name_length = reader.varint("name length", MAX_NAME)
+        tag = reader.varint("name length", 2 * MAX_NAME + 1)
         try:
-            name = reader.take(name_length, "name").decode("utf-8")
+            name = reader.take(tag >> 1, "name").decode("utf-8")
         except UnicodeDecodeError:
             raise CorruptError("corrupt archive: an image name is not UTF-8") from None
-        entry = _image(reader, name, _mode(reader.byte("mode")))
+        if tag & 1:
+            if shape is None:
+                raise CorruptError("corrupt archive: the first image refers to a previous image's size")
+        else:
+            shape = (_mode(reader.byte("mode")), *_size(reader))
+        entry = Entry(name, *shape, _checksum(reader))
         if not chained_flag:
             entry.payload = _payload(reader, "payload")
         entries.append(entry)

@@ -242,7 +242,7 @@ def make_seeds(codec_names: list[str], rng: np.random.Generator) -> list[Seed]:
         base = np.stack([(x * (3 + k) + y * (2 + s) + 50 * k) % 256 for k in range(c)], axis=-1).astype(np.float64)
         return np.clip(base + rng.normal(0, 5, base.shape), 0, 255).astype(np.uint8)
 
-    candidates = [PixelImage("RGB", smooth(8, 8, 3, 1)), PixelImage("RGB", smooth(16, 16, 3, 2)),
+    candidates = [PixelImage("RGB", smooth(8, 8, 3, 1)), PixelImage("RGB", smooth(6, 10, 3, 2)),
                   PixelImage("L", smooth(7, 9, 1, 3)), PixelImage("RGBA", smooth(6, 11, 4, 4)),
                   PixelImage("LA", smooth(5, 5, 2, 5))]
     seeds = []

@@ -32,6 +32,21 @@ def test_archive_round_trip(chained):
         assert parsed.chained_payload == b"shared"
 
 
+def test_archive_entries_of_the_same_shape_cost_five_bytes():
+    shapes = [("RGB", 32, 32), ("RGB", 32, 32), ("RGB", 32, 32), ("L", 32, 32), ("L", 32, 32), ("RGB", 32, 32)]
+    entries = [c.Entry("", mode, w, h, 1000 + i) for i, (mode, w, h) in enumerate(shapes)]
+    data = c.pack(c.Container(48, b"\x00" * 4, entries, archive=True, chained_payload=b"x"))
+    parsed = c.unpack(data)
+    assert [(e.mode, e.width, e.height, e.checksum) for e in parsed.entries] == \
+        [(mode, w, h, 1000 + i) for i, (mode, w, h) in enumerate(shapes)]
+    # 11 prefix + count + chained flag + 3 new shapes x (1 tag + 3 shape + 4) + 3 repeats x 5 + payload 2
+    assert len(data) == 13 + 3 * 8 + 3 * 5 + 2
+    first_refers_back = bytearray(data)
+    first_refers_back[13] |= 1  # the first image's tag claims "same shape as the previous image"
+    with pytest.raises(c.CorruptError, match="first image"):
+        c.unpack(bytes(first_refers_back))
+
+
 def test_errors_are_specific():
     data = _single()
     with pytest.raises(c.NotNzipError):
