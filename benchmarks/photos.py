@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     parser.add_argument("--codecs", default=None, help="comma-separated (default: auto and every installed codec)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--update", action="store_true",
+                        help="replace only these codecs' rows in the existing results (a re-run after a change)")
+    parser.add_argument("--note", default="", help="conditions of this run, recorded with it")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,16 +56,27 @@ def main(argv=None) -> int:
     import json
 
     args.out.mkdir(parents=True, exist_ok=True)
-    document = {"photos": str(args.photos.name), "started": started,
-                "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                "machine": machine_description(), "results": rows}
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in given:  # the note is recorded on its own
+        del given[given.index("--note") : given.index("--note") + 2]
+    command = "python benchmarks/photos.py " + " ".join(given)
+    run = {"started": started, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "codecs": names,
+           "command": command, "torch_threads": torch.get_num_threads(), "note": args.note}
+    runs = [run]
+    if args.update and (args.out / "photos.json").exists():
+        previous = json.loads((args.out / "photos.json").read_text())
+        order = {name: i for i, name in enumerate(["auto"] + [s.name for s in codec_table.SPECS])}
+        kept = [row for row in previous["results"] if row["codec"] not in names]
+        rows = sorted(kept + rows, key=lambda row: (row["image"], order.get(row["codec"], 99)))
+        runs = previous.get("runs", []) + runs
+    document = {"photos": str(args.photos.name), "machine": machine_description(), "runs": runs, "results": rows}
     (args.out / "photos.json").write_text(json.dumps(document, indent=1) + "\n")
     lines = [f"# Photographs ({len(files)} Kodak images, full size)\n",
-             f"Run {started} to {document['finished']} on this project's CPU machine "
-             f"({torch.get_num_threads()} torch threads), by `python benchmarks/photos.py`. "
              "Bits per sub-pixel from the real file (.nzip for auto and neural codecs, the codec's own file "
-             "for classical ones); seconds are wall clock for one image.\n",
-             "| image | codec | bits/sub-pixel | encode s | decode s | exact |", "|---|---|---:|---:|---:|---|"]
+             "for classical ones); seconds are wall clock for one image on this project's 2-core CPU machine. Runs:\n"]
+    lines += [f"- {r['started']} to {r['finished']}: `{r['command']}` ({r['torch_threads']} torch threads, codecs "
+              f"{', '.join(r['codecs'])}){'. ' + r['note'] if r.get('note') else ''}" for r in runs]
+    lines += ["", "| image | codec | bits/sub-pixel | encode s | decode s | exact |", "|---|---|---:|---:|---:|---|"]
     for row in rows:
         lines.append(f"| {row['image']} | {row['codec']} | {row['bits_per_subpixel']:.4f} | "
                      f"{row['encode_seconds']:.1f} | {row['decode_seconds']:.1f} | {'yes' if row['exact'] else 'NO'} |")

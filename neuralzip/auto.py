@@ -1,13 +1,15 @@
 """``--model auto``: code each image with every suitable codec and keep the smallest file.
 
 Guarantees: the chosen file is the smallest among the codecs tried (at least one: the fastest
-suitable codec runs even when the budget allows none); every installed
-classical codec that supports the image is tried unless its estimated time exceeds what is
-left of the per-image budget, so within the budget the result is never larger than the best
-classical codec's output (the .nzip header is the same for all). Neural codecs are tried
-when their estimated encoding time fits the budget. Estimates come from each codec's
-measured throughput on this project's machine (pixels per second, conservative), so a
-huge image does not spend minutes in a codec that cannot finish in time.
+suitable codec runs even when the budget allows none). The classical codecs are tried first,
+each unless its estimated time exceeds what is left of the per-image budget, so slow neural
+codecs can never crowd them out: within the budget the result is never larger than the best
+classical codec's output (the .nzip header is the same for all). A neural codec is tried
+only when both its estimated encoding time fits what is left of the budget and its estimated
+decoding time fits the whole budget, so that a file auto writes also decodes in about that
+time. Estimates come from each codec's measured throughput on this project's 2-core machine
+(pixels per second, rounded down), so a huge image does not spend minutes in a codec that
+cannot finish in time.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from . import codecs as codec_table
 from .codecs.base import Codec
 from .images import PixelImage
 
-# Encoding throughput in pixels per second on a 2-core machine (benchmarks/photos.py),
-# rounded down; used only to skip codecs that would overrun the time budget.
-ENCODE_PIXELS_PER_SECOND = {"png": 1_000_000, "j2k": 2_000_000, "jxl": 100_000, "webp": 40_000, "pixelcnn": 20_000,
-                            "flow": 100_000, "vae": 30_000}
-# Codecs in the order they are tried (the likely winners first).
-ORDER = ("pixelcnn", "flow", "vae", "jxl", "webp", "j2k", "png")
+# Pixels per second on a 2-core machine (benchmarks/results/photos.md and cifar10.md), rounded
+# down; used only to skip codecs that would overrun the time budget.
+ENCODE_PIXELS_PER_SECOND = {"png": 1_000_000, "j2k": 2_000_000, "jxl": 100_000, "webp": 40_000, "pixelcnn": 10_000,
+                            "flow": 25_000, "vae": 20_000}
+DECODE_PIXELS_PER_SECOND = {"pixelcnn": 5_000, "flow": 30_000, "vae": 20_000}  # classical ones: negligible
+# Codecs in the order they are tried: the classical ones first (cheap, and the guarantee rests
+# on them), then the neural ones, likely winners first.
+ORDER = ("jxl", "webp", "j2k", "png", "pixelcnn", "flow", "vae")
 FASTEST = ("png", "j2k", "jxl", "webp", "flow", "pixelcnn", "vae")
-DEFAULT_BUDGET = 120.0
+DEFAULT_BUDGET = 60.0
 
 
 @dataclass
@@ -64,9 +68,14 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
         for i, image in enumerate(images):
             if not codec.supports(image):
                 continue
-            estimate = image.width * image.height / ENCODE_PIXELS_PER_SECOND.get(name, 10_000)
+            pixels = image.width * image.height
+            estimate = pixels / ENCODE_PIXELS_PER_SECOND.get(name, 10_000)
             if spent[i] + estimate > budget:
-                skipped[i][name] = f"~{estimate:.0f} s estimated, budget {budget:.0f} s"
+                skipped[i][name] = f"~{estimate:.0f} s to encode estimated, {budget - spent[i]:.0f} s of the budget left"
+                continue
+            decode_estimate = pixels / DECODE_PIXELS_PER_SECOND.get(name, 1e12)
+            if decode_estimate > budget:
+                skipped[i][name] = f"~{decode_estimate:.0f} s to decode estimated, budget {budget:.0f} s"
                 continue
             todo.append(i)
         if not todo:

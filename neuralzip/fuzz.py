@@ -151,19 +151,25 @@ def _disarm(previous) -> None:
     signal.signal(signal.SIGALRM, previous)
 
 
-def _classify(decoded, originals: list[PixelImage]) -> str:
-    if len(decoded) != len(originals):
-        return "wrong"
-    for (_, image), original in zip(decoded, originals):
-        if image.mode != original.mode or not np.array_equal(image.pixels, original.pixels):
-            return "wrong"
-    return "exact"
+def _fingerprint(image: PixelImage) -> tuple:
+    return image.mode, image.pixels.shape, image.pixels.tobytes()
+
+
+def _classify(decoded, originals: list[PixelImage], genuine: set) -> str:
+    """``exact``: the seed's images, or (a splice of two valid files can itself be a valid
+    file) every decoded image one of the seeds' original images; anything else is ``wrong``."""
+    if len(decoded) == len(originals) and all(
+            image.mode == original.mode and np.array_equal(image.pixels, original.pixels)
+            for (_, image), original in zip(decoded, originals)):
+        return "exact"
+    return "exact" if decoded and all(_fingerprint(image) in genuine for _, image in decoded) else "wrong"
 
 
 def run_cases(seeds: list[Seed], cases: int, rng: np.random.Generator, report: FuzzReport,
               time_limit: float = 20.0, neural_batch: int = 512) -> None:
     """Run ``cases`` mutated or random files; neural ones are decoded together."""
     pending: dict[str, list] = defaultdict(list)
+    genuine = {_fingerprint(image) for seed in seeds for image in seed.images}
     for _ in range(cases):
         seed = seeds[int(rng.integers(0, len(seeds)))]
         kind = MUTATIONS[int(rng.integers(0, len(MUTATIONS)))]
@@ -180,7 +186,7 @@ def run_cases(seeds: list[Seed], cases: int, rng: np.random.Generator, report: F
                 pending[codec.name].append((label, kind, data, container, seed))
                 continue
             decoded = api.decode_container(container, codec, max_pixels=FUZZ_MAX_PIXELS)
-            report.add(label, kind, _classify(decoded, seed.images), data)
+            report.add(label, kind, _classify(decoded, seed.images, genuine), data)
         except FormatError:
             report.add(label, kind, "error", data)
         except Hang:
@@ -191,21 +197,21 @@ def run_cases(seeds: list[Seed], cases: int, rng: np.random.Generator, report: F
             _disarm(previous)
         for name, items in list(pending.items()):
             if len(items) >= neural_batch:
-                _run_neural(name, items, report, time_limit * len(items))
+                _run_neural(name, items, report, time_limit * len(items), genuine)
                 pending[name] = []
     for name, items in pending.items():
         if items:
-            _run_neural(name, items, report, time_limit * len(items))
+            _run_neural(name, items, report, time_limit * len(items), genuine)
 
 
-def _run_neural(name: str, items: list, report: FuzzReport, time_limit: float) -> None:
+def _run_neural(name: str, items: list, report: FuzzReport, time_limit: float, genuine: set) -> None:
     """Decode many single-image neural files in one batch; each case is judged alone."""
     codec = codec_table.get_codec(name)
     singles = [item for item in items if not item[3].archive]
     for item in [item for item in items if item[3].archive]:  # archives: one by one
         label, kind, data, container, seed = item
         try:
-            report.add(label, kind, _classify(api.decode_container(container, codec, FUZZ_MAX_PIXELS), seed.images), data)
+            report.add(label, kind, _classify(api.decode_container(container, codec, FUZZ_MAX_PIXELS), seed.images, genuine), data)
         except FormatError:
             report.add(label, kind, "error", data)
         except Exception as error:
@@ -232,7 +238,7 @@ def _run_neural(name: str, items: list, report: FuzzReport, time_limit: float) -
         elif pixel_checksum(result) != entry.checksum:
             report.add(label, kind, "error", data)  # ChecksumError
         else:
-            report.add(label, kind, _classify([("", result)], seed.images), data)
+            report.add(label, kind, _classify([("", result)], seed.images, genuine), data)
 
 
 def make_seeds(codec_names: list[str], rng: np.random.Generator) -> list[Seed]:

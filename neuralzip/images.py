@@ -148,7 +148,7 @@ def decode_image_bytes(data: bytes, label: str = "input", max_pixels: int = DEFA
         raise
     except Image.UnidentifiedImageError:
         raise ImageError(f"{label}: not an image file (format not recognised)") from None
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError, zlib.error) as error:
+    except Exception as error:  # Pillow and its plugins (JPEG-XL's raises RuntimeError) fail in many ways
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ImageError(f"{label}: damaged or truncated image ({reason})") from None
     finally:

@@ -60,3 +60,18 @@ def test_decoder_refuses_images_above_the_pixel_limit():
     data = api.compress(_image("RGB", 20, 20, 1), model="png")
     with pytest.raises(FormatError, match="exceeds the limit"):
         api.decode_container(__import__("neuralzip.container", fromlist=["unpack"]).unpack(data), max_pixels=100)
+
+
+def test_classical_codecs_come_first_and_slow_decoders_are_skipped(tiny_pixelcnn, tiny_flow, tiny_vae, monkeypatch):
+    from neuralzip import auto
+
+    for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1]):
+        codecs.register(codec)
+    monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
+    assert auto.candidates()[:4] == ["jxl", "webp", "j2k", "png"]
+    image = _image("RGB", 16, 16, 5)
+    # pixelcnn would take ~100 s to decode this image: not tried within a 10 s budget
+    monkeypatch.setitem(auto.DECODE_PIXELS_PER_SECOND, "pixelcnn", image.width * image.height / 100)
+    choice = api.compress_batch([image], "auto", budget=10)[0].choice
+    assert "pixelcnn" not in choice.sizes and "to decode" in choice.skipped["pixelcnn"]
+    assert {"jxl", "webp", "j2k", "png"} <= set(choice.sizes)

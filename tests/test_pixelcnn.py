@@ -1,5 +1,5 @@
 """PixelCNN++ codec: exact round trips at odd sizes, independence from batch size and thread
-count, and the shipped weights on real images."""
+count (the shipped weights: tests/test_shipped_models.py)."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,6 @@ import torch
 from neuralzip import api, codecs
 from neuralzip.codecs.base import ImageShape, PayloadError
 from neuralzip.images import PixelImage
-from neuralzip.registry import model_available
 
 from .conftest import smooth_image
 
@@ -74,21 +73,6 @@ def test_unsupported_modes_are_refused(tiny_pixelcnn):
 def test_bad_tile_table_is_a_payload_error(tiny_pixelcnn):
     with pytest.raises(PayloadError):
         tiny_pixelcnn.decode([b"\xff\xff\xff\xff\xff\xff"], [ImageShape("RGB", 40, 40)])
-
-
-@pytest.mark.skipif(not model_available("pixelcnn"), reason="shipped PixelCNN++ weights not installed")
-def test_shipped_model_on_real_images(sample_image):
-    from neuralzip.codecs.pixelcnn import PixelCNNCodec
-    from neuralzip.registry import load_shipped
-
-    codec = PixelCNNCodec.from_shipped(load_shipped("pixelcnn"))
-    crops = [PixelImage("RGB", np.ascontiguousarray(sample_image.pixels[y : y + 32, x : x + 32])) for y, x in [(0, 0), (32, 16)]]
-    encoded = codec.encode(crops)
-    decoded = codec.decode(encoded.payloads, _shapes(crops))
-    for original, image, payload, bits in zip(crops, decoded, encoded.payloads, encoded.nll_bits):
-        assert np.array_equal(original.pixels, image.pixels)
-        assert len(payload) * 8 < 6.0 * original.subpixels  # a trained model beats raw 8 bits
-        assert len(payload) * 8 - bits < 40
 
 
 @pytest.mark.parametrize("mode,channels", [("L", 1), ("LA", 2), ("RGBA", 4)])
