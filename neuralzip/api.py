@@ -156,13 +156,15 @@ def decode_container(container: Container, codec: Codec | None = None,
         images = codec.decode(payloads, shapes)
     except PayloadError as error:
         raise CorruptError(f"corrupt payload: {error}") from None
-    out = []
-    for entry, image in zip(container.entries, images):
-        if pixel_checksum(image) != entry.checksum:
-            raise ChecksumError(f"checksum mismatch{' in ' + entry.name if entry.name else ''}: "
-                                "the decoded pixels differ from the original (corrupt file)")
-        out.append((entry.name, image))
-    return out
+    return [(entry.name, _verified(entry, image)) for entry, image in zip(container.entries, images)]
+
+
+def _verified(entry: Entry, image: PixelImage) -> PixelImage:
+    """``image`` if its checksum is the one the file recorded, else :class:`ChecksumError`."""
+    if pixel_checksum(image) != entry.checksum:
+        raise ChecksumError(f"checksum mismatch{' in ' + entry.name if entry.name else ''}: "
+                            "the decoded pixels differ from the original (corrupt file)")
+    return image
 
 
 def decode_containers(containers: list[Container], max_pixels: int = DEFAULT_MAX_PIXELS
@@ -194,8 +196,10 @@ def decode_containers(containers: list[Container], max_pixels: int = DEFAULT_MAX
                 out[i] = _decode_or_error(containers[i], max_pixels)
             continue
         for i, entry, image in zip(members, entries, images):
-            out[i] = ([(entry.name, image)] if pixel_checksum(image) == entry.checksum
-                      else ChecksumError("checksum mismatch: the decoded pixels differ from the original (corrupt file)"))
+            try:
+                out[i] = [(entry.name, _verified(entry, image))]
+            except ChecksumError as error:
+                out[i] = error
     return out
 
 
