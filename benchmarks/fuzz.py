@@ -24,7 +24,8 @@ import numpy as np
 from neuralzip import codecs as codec_table
 from neuralzip.fuzz import MUTATIONS, fuzz, make_seeds, mutate
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def cli_cases(codec_names: list[str], count: int, seed: int) -> dict:
@@ -62,6 +63,16 @@ def cli_cases(codec_names: list[str], count: int, seed: int) -> dict:
     return outcome
 
 
+def _commit() -> str:
+    """The checked-out commit (with "+changes" if the tree differs), so a run names its code."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        return head + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
@@ -79,8 +90,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "fuzz.json").write_text(json.dumps(document, indent=1) + "\n")
     lines = [f"# Decoder fuzzing: {report.cases} cases, {report.bad} crashes/hangs/wrong outputs\n",
-             f"Run {started} to {document['finished']} by `python benchmarks/fuzz.py --cases {args.cases} --cli {args.cli}` "
-             f"(seed {args.seed}), {report.seconds / 60:.0f} min.\n",
+             f"Run {started} to {document['finished']} by `python benchmarks/fuzz.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
+             f"(seed {args.seed}; codecs {', '.join(names)}; commit {_commit()}), {report.seconds / 60:.0f} min.\n",
              "| codec | cases | clean error | exact image | wrong | crash | hang |", "|---|---:|---:|---:|---:|---:|---:|"]
     for codec, counts in sorted(report.by_codec.items()):
         lines.append(f"| {codec} | {sum(counts.values())} | {counts['error']} | {counts['exact']} | "

@@ -235,6 +235,60 @@ def seed_words(n_words: int, seed: int) -> np.ndarray:
     return words
 
 
+class BatchAnsEncoder:
+    """Pushes symbols onto many independent ANS streams at once (one symbol per stream per
+    call), each given by its interval: left cumulative and frequency out of 2**24.
+
+    Bit-compatible with constriction's ``AnsCoder`` (the same words for the same pushes), so
+    :class:`BatchAnsDecoder` and constriction both decode the streams. Coding a symbol by its
+    interval alone means a model never has to build a whole table: a codec that can compute
+    the cumulative at two points can code with it. Push in reverse of the decoding order.
+    """
+
+    def __init__(self, n: int, capacity: int = 64):
+        self._state = np.zeros(n, dtype=np.uint64)
+        self._words = np.zeros((capacity, n), dtype=np.uint32)  # emitted words, per stream in order
+        self._count = np.zeros(n, dtype=np.int64)
+        self._columns = np.arange(n)
+
+    def push(self, left: np.ndarray, frequency: np.ndarray, active: np.ndarray | None = None) -> None:
+        """Push one symbol per stream (only where ``active``); ``0 <= left``, ``1 <=
+        frequency``, ``left + frequency <= 2**24``."""
+        left = np.asarray(left, dtype=np.int64)
+        frequency = np.asarray(frequency, dtype=np.int64)
+        if np.any(frequency < 1) or np.any(left < 0) or np.any(left + frequency > TOTAL):
+            raise CodingError("symbol interval outside the 24-bit range")
+        state = self._state
+        p = frequency.astype(np.uint64)
+        flush = (state >> np.uint64(64 - PRECISION)) >= p
+        if active is not None:
+            flush &= active
+        if np.any(flush):
+            if self._count.max() >= len(self._words):
+                self._words = np.concatenate([self._words, np.zeros_like(self._words)])
+            rows = np.nonzero(flush)[0]
+            self._words[self._count[rows], rows] = (state[rows] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+            self._count[rows] += 1
+            state = np.where(flush, state >> np.uint64(32), state)
+        new_state = ((state // p) << np.uint64(PRECISION)) | (state % p + left.astype(np.uint64))
+        self._state = new_state if active is None else np.where(active, new_state, state)
+
+    def push_binary(self, bits: np.ndarray, left_frequency: np.ndarray, active: np.ndarray | None = None) -> None:
+        """Push one binary decision per stream (symbol 0 has ``left_frequency``)."""
+        bits = np.asarray(bits, dtype=np.int64)
+        f = np.asarray(left_frequency, dtype=np.int64)
+        self.push(np.where(bits == 1, f, 0), np.where(bits == 1, TOTAL - f, f), active)
+
+    def streams(self) -> list[np.ndarray]:
+        """Each stream's words (what constriction's ``get_compressed`` gives)."""
+        out = []
+        for i in range(len(self._state)):
+            state = int(self._state[i])
+            head = [state & 0xFFFFFFFF, state >> 32] if state >> 32 else ([state] if state else [])
+            out.append(np.concatenate([self._words[: self._count[i], i], np.array(head, dtype=np.uint32)]))
+        return out
+
+
 class BatchAnsDecoder:
     """Pops symbols from many independent ANS streams at once (one symbol per stream per call).
 
@@ -266,28 +320,39 @@ class BatchAnsDecoder:
     def __len__(self) -> int:
         return len(self._state)
 
-    def decode(self, cumulative: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
-        """One symbol per stream; ``cumulative``: int64 [n, K+1] (0 .. 2**24). Streams where
-        ``active`` is False are left untouched (their result is 0)."""
+    def quantiles(self) -> np.ndarray:
+        """Each stream's current quantile (int64, 0 .. 2**24 - 1): the symbol to pop next is
+        the one whose interval contains it."""
+        return (self._state & np.uint64(TOTAL - 1)).astype(np.int64)
+
+    def advance(self, left: np.ndarray, frequency: np.ndarray, active: np.ndarray | None = None) -> None:
+        """Pop the symbol whose interval ``[left, left + frequency)`` contains the quantile
+        (the caller found it); streams where ``active`` is False are left untouched."""
         state = self._state
         quantile = state & np.uint64(TOTAL - 1)
-        cum = np.asarray(cumulative, dtype=np.int64)
-        symbol = (cum[:, 1:-1] <= quantile.astype(np.int64)[:, None]).sum(axis=1)
-        left = np.take_along_axis(cum, symbol[:, None], 1)[:, 0]
-        freq = np.take_along_axis(cum, symbol[:, None] + 1, 1)[:, 0] - left
-        new_state = (state >> np.uint64(PRECISION)) * freq.astype(np.uint64) + (quantile - left.astype(np.uint64))
-        if active is not None:
-            new_state = np.where(active, new_state, state)
-            symbol = np.where(active, symbol, 0)
+        left = np.asarray(left, dtype=np.int64)
+        frequency = np.asarray(frequency, dtype=np.int64)
+        new_state = (state >> np.uint64(PRECISION)) * frequency.astype(np.uint64) + (quantile - left.astype(np.uint64))
         refill = (new_state < np.uint64(1 << 32)) & (self._next >= self._begin)
         if active is not None:
+            new_state = np.where(active, new_state, state)
             refill &= active
         if np.any(refill):
             word = self._words[np.where(refill, self._next, len(self._words) - 1)]
             new_state = np.where(refill, (new_state << np.uint64(32)) | word, new_state)
             self._next = np.where(refill, self._next - 1, self._next)
         self._state = new_state
-        return symbol
+
+    def decode(self, cumulative: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        """One symbol per stream; ``cumulative``: int64 [n, K+1] (0 .. 2**24). Streams where
+        ``active`` is False are left untouched (their result is 0)."""
+        quantile = self.quantiles()
+        cum = np.asarray(cumulative, dtype=np.int64)
+        symbol = (cum[:, 1:-1] <= quantile[:, None]).sum(axis=1)
+        left = np.take_along_axis(cum, symbol[:, None], 1)[:, 0]
+        frequency = np.take_along_axis(cum, symbol[:, None] + 1, 1)[:, 0] - left
+        self.advance(left, frequency, active)
+        return symbol if active is None else np.where(active, symbol, 0)
 
     def decode_binary(self, left_frequency: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
         """One bit per stream; symbol 0 has frequency ``left_frequency``, symbol 1 the rest."""

@@ -79,6 +79,30 @@ def test_batch_decoder_matches_constriction(seed, streams):
     assert np.all(decoder.exhausted()) and np.all(decoder.remaining_words() == 0)
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), streams=st.integers(1, 6))
+def test_batch_encoder_writes_constriction_streams(seed, streams):
+    """Pushing intervals (with some streams idle at some steps) gives, word for word, the
+    stream constriction writes for the same symbols and tables."""
+    rng = np.random.default_rng(seed)
+    length = int(rng.integers(0, 120))
+    k = int(rng.integers(2, 7))
+    tables = [_table_and_symbols(int(rng.integers(0, 2**31)), length, k, float(rng.uniform(0.3, 6)))[1:] for _ in range(streams)]
+    active = rng.random((length, streams)) < 0.8
+    encoder = coding.BatchAnsEncoder(streams, capacity=1)  # capacity grows as needed
+    for t in range(length - 1, -1, -1):
+        left = np.zeros(streams, dtype=np.int64)
+        frequency = np.ones(streams, dtype=np.int64)
+        for i, (f, symbols) in enumerate(tables):
+            cumulative = coding.cumulative_from_frequencies(f[t])
+            left[i], frequency[i] = cumulative[symbols[t]], f[t, symbols[t]]
+        encoder.push(left, frequency, active[t])
+    for i, words in enumerate(encoder.streams()):
+        f, symbols = tables[i]
+        kept = active[:, i]
+        assert np.array_equal(words, coding.encode(symbols[kept], f[kept]))
+
+
 def test_binary_frequency_is_exact_and_bounded():
     left = np.array([1, 2**49, 5, 1], dtype=np.int64)
     right = np.array([2**49, 1, 5, 1], dtype=np.int64)

@@ -60,6 +60,43 @@ def test_corrupt_payloads_fail_alone(tiny_flow):
     assert isinstance(results[1], PayloadError) or not np.array_equal(results[1].pixels, images[1].pixels)
 
 
+def test_latent_symbols_code_any_integer_exactly_on_many_streams():
+    """The one-symbol coding (the flow's): every integer, escapes included, round-trips
+    through independent streams, and a latent in its window costs its model probability."""
+    k, streams, per_stream = 3, 16, 150
+    n = streams * per_stream
+    rng = np.random.default_rng(1)
+    params = np.concatenate([rng.normal(0, 1, (n, k)), rng.uniform(-1, 1, (n, k)), rng.uniform(-5, -1, (n, k))], axis=1)
+    params = np.rint(params * ACT_ONE).astype(np.int64)
+    z = np.rint(params[:, k] / ACT_ONE * 127.5 + rng.normal(0, 4, n)).astype(np.int64)
+    z[::37] += rng.integers(-10**6, 10**6, len(z[::37]))  # far outside every window: escapes
+    prior = ExactLatentPrior(k)
+    left, frequency, escapes = prior.symbols(params, z)
+    assert np.all(frequency >= 1) and np.all(left + frequency <= coding.TOTAL)
+    escape_row, escape_bit, _ = escapes
+    # rows are element-major: row e * streams + s is element e of stream s
+    encoder = coding.BatchAnsEncoder(streams)
+    for e in range(per_stream - 1, -1, -1):
+        rows = np.arange(e * streams, (e + 1) * streams)
+        for s, row in enumerate(rows):
+            for bit in escape_bit[escape_row == row][::-1]:
+                active = np.arange(streams) == s
+                encoder.push_binary(np.full(streams, bit), np.full(streams, coding.TOTAL // 2), active)
+        encoder.push(left[rows], frequency[rows])
+    decoder = coding.BatchAnsDecoder(encoder.streams())
+    prepared = prior.prepare(params)
+    out = np.concatenate([prior.decode_symbols(prepared, slice(e * streams, (e + 1) * streams), decoder)
+                          for e in range(per_stream)])
+    assert np.array_equal(out, z) and np.all(decoder.exhausted())
+    origin, _ = prior.origins(params)
+    inside = np.nonzero((z - origin > 0) & (z - origin < 255))[0]
+    assert len(inside) > n // 2
+    lengths = prior.symbol_bits(frequency, escapes, n)[inside]
+    p = torch.from_numpy(params[inside] / ACT_ONE).float().T.reshape(1, 3 * k, len(inside), 1)
+    ll = latent_log_likelihood(p, torch.from_numpy(z[inside]).float().reshape(1, 1, len(inside), 1), k)[0, 0, :, 0].numpy()
+    assert abs(lengths.mean() + ll.mean() / math.log(2)) < 0.01
+
+
 def test_latent_prior_codes_any_integer_exactly():
     k, n = 3, 2000
     rng = np.random.default_rng(0)

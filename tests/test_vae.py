@@ -31,6 +31,32 @@ def test_chain_round_trip_any_sizes(tiny_vae):
         assert np.array_equal(original.pixels, image.pixels)
 
 
+def test_several_chains_round_trip_with_another_thread_count(tiny_vae, monkeypatch):
+    """Large archives split into chains coded as one batch: uneven chains, a different
+    thread count for decoding, exact."""
+    from neuralzip.codecs import bitsback
+
+    _, codec = tiny_vae
+    monkeypatch.setattr(bitsback, "TILES_PER_CHAIN", 2)
+    images = [PixelImage("RGB", smooth_image(h, w, seed=h + w)) for h, w in [(32, 32), (40, 33), (32, 32), (9, 70)]]
+    encoded = codec.encode(images)  # 1 + 4 + 1 + 3 = 9 tiles: 4 chains of 2 or 3 tiles
+    assert encoded.payloads[0][0] == 4
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1 if threads > 1 else 2)
+        decoded = codec.decode(encoded.payloads, _shapes(images))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, decoded))
+    payload = bytearray(encoded.payloads[0])
+    payload[0] = 9  # more chains than tiles
+    try:
+        codec.decode([bytes(payload)], _shapes(images))
+        raise AssertionError("a wrong chain count decoded")
+    except PayloadError:
+        pass
+
+
 def test_chained_cost_is_the_elbo_and_first_image_pays_initial_bits(tiny_vae):
     model, codec = tiny_vae
     images = [PixelImage("RGB", smooth_image(32, 32, seed=s)) for s in range(6)]

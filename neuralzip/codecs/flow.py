@@ -3,7 +3,9 @@ exact prior tables.
 
 Encoding runs the flow forward (:class:`~neuralzip.nets.flow.IntegerFlow`'s structure, with
 every coupling and prior network an :class:`~neuralzip.exact.network.ExactNetwork`), then
-codes every latent with :class:`~neuralzip.exact.latent.ExactLatentPrior`, top level first.
+codes every latent as one symbol with :class:`~neuralzip.exact.latent.ExactLatentPrior`
+(its interval from the exact CDF at two points; a numpy ANS encoder pushes one symbol per
+tile stream at a time), top level first.
 Decoding pops the top latents, inverts the last level's couplings (subtracting the same
 integer translations, recomputed exactly), predicts the next level's prior from the result,
 pops those latents, and so on down to the pixels. All latents of a level are decoded for a
@@ -17,13 +19,14 @@ crops it). Payload: n-1 varint tile lengths in bytes, then the tiles' ANS stream
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
-from ..coding import TOTAL, BatchAnsDecoder, CodingError
-from ..coding import encode as ans_encode
+from ..coding import BatchAnsDecoder, BatchAnsEncoder, CodingError
 from ..exact.fixedpoint import ACT_FRAC, ACT_LIMIT, to_fixed
-from ..exact.latent import ExactLatentPrior
+from ..exact.latent import HALF, ExactLatentPrior
 from ..exact.network import ExactNetwork, tensors_hash
 from ..images import PixelImage
 from ..nets.flow import FlowConfig, IntegerFlow, coupling_graph, prior_graph, squeeze, unsqueeze
@@ -33,6 +36,9 @@ from .tiles import join_streams, pad_tile, raise_first_error, split_streams, til
 TILE = 32
 BATCH = 4096  # tiles decoded together: the per-latent loop is cheaper per tile in large batches
 NETWORK_CHUNK = 128
+TOP_WINDOW_BITS = 10  # the top level's latents are coded in windows of 1024 values, the others 256
+SYMBOL_BLOCK = 16
+PREPARE_BLOCK = 16  # latent positions per block of decoder tables  # tiles per block of latent symbol computation (~50k rows)
 INPUT_SHIFT = ACT_FRAC - 7  # latents / 128 in fixed point: multiply by 2**5
 
 
@@ -48,7 +54,10 @@ class FlowCodec(Codec):
         self.top_params = np.asarray(top_params, dtype=np.int64)  # [C*3K, h, w]
         self._hash = model_hash
         self.card = card or {}
-        self.prior = ExactLatentPrior(config.mixtures)
+        # per level, top first (decoding order): the top level's unconditional prior is
+        # wide, so its window is too (escapes there would be frequent and cost uniform bits)
+        self.latent_priors = [ExactLatentPrior(config.mixtures, TOP_WINDOW_BITS)] + \
+            [ExactLatentPrior(config.mixtures)] * (config.levels - 1)
 
     @property
     def model_hash(self) -> bytes:
@@ -156,30 +165,32 @@ class FlowCodec(Codec):
         tiles = [pad_tile(image.pixels[t : t + h, l : l + w], TILE) for t, l, h, w in tile_grid(image.height, image.width, TILE)]
         latents = self._forward(np.stack(tiles))
         out = []
-        for z, params in latents:
+        for prior, (z, params) in zip(self.latent_priors, latents):
             n, c, h, w = z.shape
             rows = params.transpose(0, 2, 3, 4, 1).reshape(-1, params.shape[1])
-            element, bits, freqs = self.prior.decisions(rows, z.reshape(-1))
-            out.append(self.prior.code_length_bits(element, bits, freqs, z.size).reshape(n, c, h, w))
+            _, frequency, escapes = prior.symbols(rows, z.reshape(-1))
+            out.append(prior.symbol_bits(frequency, escapes, z.size).reshape(n, c, h, w))
         return out
 
     # ---- the flow, exactly ---------------------------------------------------------------
     def _translation(self, network: ExactNetwork, a: np.ndarray) -> np.ndarray:
         """round(128 * NN(a / 128)) for integer latents ``a`` [n, C, h, w]."""
-        n, c, h, w = a.shape
-        x = np.clip(a * (1 << INPUT_SHIFT), -ACT_LIMIT, ACT_LIMIT).astype(np.float64)
-        x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(n, h * w, c)))
-        out = network.run({"a": x}, h, w, chunk=NETWORK_CHUNK).numpy()
-        out = out.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
-        return np.round(out / (1 << INPUT_SHIFT)).astype(np.int64)
+        out = self._run(network, "a", a)
+        return out.div_(1 << INPUT_SHIFT).round_().to(torch.int64).numpy()
 
     def _prior_params(self, network: ExactNetwork, kept: np.ndarray) -> np.ndarray:
         """Integer prior parameters [n, Cz*3K, h, w] from the kept latents."""
-        n, c, h, w = kept.shape
-        x = np.clip(kept * (1 << INPUT_SHIFT), -ACT_LIMIT, ACT_LIMIT).astype(np.float64)
-        x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(n, h * w, c)))
-        out = network.run({"y": x}, h, w, chunk=NETWORK_CHUNK).numpy().astype(np.int64)
-        return out.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
+        return self._run(network, "y", kept).to(torch.int64).numpy()
+
+    def _run(self, network: ExactNetwork, name: str, latents: np.ndarray) -> torch.Tensor:
+        """The network on integer latents [n, C, h, w] (as latent / 128 in fixed point,
+        clamped): its integer output [n, C', h, w] as float64. Conversions run in torch
+        (multi-threaded)."""
+        n, c, h, w = latents.shape
+        x = torch.from_numpy(np.ascontiguousarray(latents)).to(torch.float64).mul_(1 << INPUT_SHIFT).clamp_(-ACT_LIMIT, ACT_LIMIT)
+        x = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        out = network.run({name: x}, h, w, chunk=NETWORK_CHUNK)
+        return out.view(n, h, w, -1).permute(0, 3, 1, 2)
 
     def _forward(self, tiles: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Latents and their prior parameters, top level first: [(z [n,C,h,w], params
@@ -211,45 +222,87 @@ class FlowCodec(Codec):
 
     def _encode_tiles(self, tiles: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         n = len(tiles)
-        elements, rows = [], []
-        for z, params in self._forward(tiles):
-            elements.append(z.reshape(n, -1))
-            rows.append(params.reshape(n, params.shape[1], -1).transpose(0, 2, 1))
-        z = np.concatenate(elements, axis=1)  # [n, E] in decoding order
-        params = np.concatenate(rows, axis=1)  # [n, E, 3K]
-        count = z.shape[1]
-        element, bits, freqs = self.prior.decisions(params.reshape(n * count, -1), z.reshape(-1))
-        lengths = self.prior.code_length_bits(element, bits, freqs, n * count).reshape(n, count).sum(axis=1)
-        tile_of = element // count
-        bounds = np.searchsorted(tile_of, np.arange(n + 1))
-        streams = [ans_encode(bits[bounds[i] : bounds[i + 1]],
-                              np.stack([freqs[bounds[i] : bounds[i + 1]], TOTAL - freqs[bounds[i] : bounds[i + 1]]], axis=1))
-                   for i in range(n)]
-        return streams, lengths
+        latents = self._forward(tiles)
+        count = sum(z[0].size for z, _ in latents)
+
+        def symbols(start: int, stop: int):
+            """Symbols of tiles [start, stop) in decoding order: small blocks keep numpy's
+            passes in cache, and blocks run in parallel threads (numpy releases the GIL)."""
+            m = stop - start
+            lefts, frequencies, escapes, bits = [], [], [], np.zeros(m)
+            offset = 0
+            for prior, (z, params) in zip(self.latent_priors, latents):
+                size = z[0].size
+                rows = params[start:stop].reshape(m, params.shape[1], size).transpose(0, 2, 1).reshape(m * size, -1)
+                left, frequency, (row, bit, _) = prior.symbols(rows, z[start:stop].reshape(-1))
+                bits += prior.symbol_bits(frequency, (row, bit, None), m * size).reshape(m, size).sum(axis=1)
+                lefts.append(left.reshape(m, size))
+                frequencies.append(frequency.reshape(m, size))
+                escapes += zip((start + row // size).tolist(), (offset + row % size).tolist(), bit.tolist())
+                offset += size
+            return np.concatenate(lefts, axis=1), np.concatenate(frequencies, axis=1), escapes, bits
+
+        blocks = [(start, min(start + SYMBOL_BLOCK, n)) for start in range(0, n, SYMBOL_BLOCK)]
+        with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+            results = list(pool.map(lambda block: symbols(*block), blocks))
+        left = np.concatenate([r[0] for r in results])
+        frequency = np.concatenate([r[1] for r in results])
+        lengths = np.concatenate([r[3] for r in results])
+        escaping = {}  # element -> {tile: [escape bits in code order]}
+        for _, _, escapes, _ in results:
+            for tile, element, bit in escapes:
+                escaping.setdefault(element, {}).setdefault(tile, []).append(bit)
+        encoder = BatchAnsEncoder(n, capacity=count // 2)
+        for e in range(count - 1, -1, -1):  # reverse of the decoding order
+            if e in escaping:
+                self._push_escapes(encoder, n, escaping[e])
+            encoder.push(left[:, e], frequency[:, e])
+        return encoder.streams(), lengths
+
+    @staticmethod
+    def _push_escapes(encoder: BatchAnsEncoder, n: int, tiles_bits: dict[int, list[int]]) -> None:
+        """Push the escape bits of one element for the tiles that have them (last bit first)."""
+        longest = max(len(bits) for bits in tiles_bits.values())
+        for position in range(longest - 1, -1, -1):
+            active = np.zeros(n, dtype=bool)
+            bits = np.zeros(n, dtype=np.int64)
+            for tile, tile_bits in tiles_bits.items():
+                if position < len(tile_bits):
+                    active[tile] = True
+                    bits[tile] = tile_bits[position]
+            encoder.push_binary(bits, np.full(n, HALF), active)
 
     def _decode_tiles(self, streams: list[np.ndarray]) -> list:
         cfg = self.config
         n = len(streams)
         decoder = BatchAnsDecoder(streams)
 
-        def pop(frequency, active):
-            return decoder.decode_binary(frequency, active)
-
-        def decode_level(params: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+        def decode_level(prior: ExactLatentPrior, params: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+            """Latents [n, c, h, w] under prior parameters ``params`` [n, c*3K, h, w]."""
             c, h, w = shape
-            count = c * h * w
-            # element-major rows, prepared once for the whole level
-            rows = params.reshape(n, params.shape[1], count).transpose(2, 0, 1).reshape(count * n, -1)
-            prepared = self.prior.prepare(rows)
-            z = np.zeros((n, count), dtype=np.int64)
-            for e in range(count):
-                z[:, e] = self.prior.decode_rows(prepared, slice(e * n, (e + 1) * n), pop)
+            per_channel = params.reshape(n, c, -1, h * w)
+            # Element-major tables, built in blocks of positions in parallel threads before
+            # the sequential loop (numpy releases the GIL; small blocks stay in cache).
+            blocks = [(channel, start, min(start + PREPARE_BLOCK, h * w))
+                      for channel in range(c) for start in range(0, h * w, PREPARE_BLOCK)]
+
+            def prepare(block):
+                channel, start, stop = block
+                rows = per_channel[:, channel, :, start:stop].transpose(2, 0, 1).reshape((stop - start) * n, -1)
+                return prior.prepare(rows)
+
+            with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+                tables = list(pool.map(prepare, blocks))
+            z = np.zeros((n, c, h * w), dtype=np.int64)
+            for (channel, start, stop), table in zip(blocks, tables):
+                for j in range(stop - start):
+                    z[:, channel, start + j] = prior.decode_symbols(table, slice(j * n, (j + 1) * n), decoder)
             return z.reshape(n, c, h, w)
 
         channels = cfg.level_channels()
         side = TILE // cfg.multiple
         try:
-            x = decode_level(self._grouped(np.broadcast_to(self.top_params[None], (n,) + self.top_params.shape)),
+            x = decode_level(self.latent_priors[0], np.broadcast_to(self.top_params[None], (n,) + self.top_params.shape),
                              (channels[-1], side, side))
             for level in range(cfg.levels - 1, -1, -1):
                 c = x.shape[1]
@@ -261,8 +314,8 @@ class FlowCodec(Codec):
                 x = unsqueeze(torch.from_numpy(np.ascontiguousarray(x))).numpy()
                 if level > 0:
                     below = channels[level - 1]
-                    params = self._grouped(self._prior_params(self.priors[level - 1], x))
-                    z = decode_level(params, (below // 2, x.shape[2], x.shape[3]))
+                    params = self._prior_params(self.priors[level - 1], x)
+                    z = decode_level(self.latent_priors[cfg.levels - level], params, (below // 2, x.shape[2], x.shape[3]))
                     x = np.concatenate([x, z], axis=1)
         except (ValueError, CodingError):
             return [None] * n

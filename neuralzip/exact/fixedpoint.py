@@ -73,26 +73,6 @@ def gate_sigmoid_table() -> np.ndarray:
     return to_fixed(det_sigmoid(j / ACT_ONE), GATE_FRAC)
 
 
-@functools.lru_cache(maxsize=None)
-def concat_elu_table() -> np.ndarray:
-    """``[elu(a), elu(-a)]`` for every activation a in [-ACT_LIMIT, ACT_LIMIT] (index a +
-    ACT_LIMIT), shape [2 * ACT_LIMIT + 1, 2]: one gather gives concat-ELU, channels
-    interleaved (x_0, -x_0, x_1, -x_1, ...)."""
-    a = np.arange(-ACT_LIMIT, ACT_LIMIT + 1, dtype=np.int64)
-    negative = elu_negative_table()
-    def elu(v):
-        return np.where(v >= 0, v, negative[np.clip(-v, 0, TABLE_SPAN * ACT_ONE)])
-    return np.stack([elu(a), elu(-a)], axis=1)
-
-
-@functools.lru_cache(maxsize=None)
-def full_gate_table() -> np.ndarray:
-    """The gate sigmoid for every activation in [-ACT_LIMIT, ACT_LIMIT] (index a + ACT_LIMIT)."""
-    a = np.arange(-ACT_LIMIT, ACT_LIMIT + 1, dtype=np.int64)
-    span = TABLE_SPAN * ACT_ONE
-    return gate_sigmoid_table()[np.clip(a, -span, span) + span]
-
-
 def check_fan_in(fan_in: int, input_limit: int = ACT_LIMIT) -> None:
     """Raise if a dot product of ``fan_in`` terms could leave float64's exact integer range."""
     if fan_in * input_limit * WEIGHT_LIMIT + (WEIGHT_LIMIT << ACT_FRAC) >= EXACT_SUM_LIMIT:

@@ -1,12 +1,25 @@
 """Exact coding of integer latents under a discretized logistic mixture with unbounded
 support (the integer twin of :func:`neuralzip.distributions.latent_log_likelihood`).
 
-Each latent is coded in a window of 256 values placed around the mean of its heaviest
-component (origin ``c``, window ``[c, c + 255]``) with the exact tables of
-:class:`~neuralzip.exact.mixture.ExactMixture` (8 binary decisions); the window's edge bins
-hold the whole tails. A latent in an edge bin is followed by an escape: its distance beyond
-the window, Elias-gamma coded with uniform bits. So every integer codes (never a crash,
-never a wrong value), and a latent inside the window costs exactly its model probability.
+Each latent is coded in a window of 2**bits values (256 by default) placed around the mean
+of its heaviest component (origin ``c``, window ``[c, c + 2**bits - 1]``) with the exact
+integer cumulative ``G`` of :class:`~neuralzip.exact.mixture.ExactMixture`; the window's
+edge bins hold the whole tails. A latent in an edge bin is followed by an escape: its
+distance beyond the window, Elias-gamma coded with uniform bits. So every integer codes
+(never a crash, never a wrong value), and a latent inside the window costs its model
+probability.
+
+Two ways to code the value in the window, for two kinds of stream:
+
+* **as one symbol** (:meth:`ExactLatentPrior.symbols`, :meth:`~ExactLatentPrior.decode_symbols`),
+  for many independent streams decoded together (the flow, one stream per tile): the
+  24-bit cumulative ``C(i) = i + floor(G(i) / G(L) * (2**24 - L))`` (L = 2**bits; float64
+  division and product of exact integers, correctly rounded, so identical everywhere) is
+  strictly increasing, so every value has frequency >= 1. Encoding needs ``G`` at two edges;
+  decoding finds the value by a binary search on ``C`` and pops once;
+* **as ``bits`` binary decisions** (:meth:`~ExactLatentPrior.decisions`,
+  :meth:`~ExactLatentPrior.decode`), for one stack that pops many latents in a row (bits-back
+  coding): a whole level is popped depth by depth, one vectorised pop per depth.
 
 Parameter rows are ``[logits (K) | means (K) | log_scales (K)]`` in fixed point
 (2**-12), means in units of 127.5 latent steps, as the float model's.
@@ -14,15 +27,29 @@ Parameter rows are ``[logits (K) | means (K) | log_scales (K)]`` in fixed point
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ..coding import TOTAL
+from ..coding import PRECISION, TOTAL
 from ..distributions import MixtureLayout
 from .fixedpoint import ACT_ONE
-from .mixture import BITS, MEAN_ONE, ExactMixture
+from .mixture import BITS, FLOOR, GUARD, MEAN_ONE, Z_SPAN, ChannelParameters, ExactMixture, sigmoid_table
 
 HALF = TOTAL // 2  # a uniform binary decision
 ESCAPE_LIMIT = 1 << 40  # latents this far outside their window are a bug
+
+
+class PreparedRows(NamedTuple):
+    """Per-row tables of :meth:`ExactLatentPrior.prepare` (int64 unless noted)."""
+
+    origin: np.ndarray  # [N] window origin
+    weights: np.ndarray  # [N, K] component weights
+    channel: ChannelParameters
+    total: np.ndarray  # [N] G at the window's last edge
+    slope: np.ndarray  # [N, K]
+    intercept: np.ndarray  # [N, K]
+    total_float: np.ndarray  # [N] float64 of total
 
 
 class ExactLatentPrior:
@@ -90,12 +117,87 @@ class ExactLatentPrior:
         f = np.where(bits == 0, frequencies, TOTAL - frequencies).astype(np.float64)
         return np.bincount(element, weights=24.0 - np.log2(f), minlength=n)
 
-    # ---- decoder ---------------------------------------------------------------------------
-    def prepare(self, params: np.ndarray) -> tuple:
-        """Everything :meth:`decode_rows` needs, computed once for many rows [N, 3K]."""
+    # ---- one symbol per latent ---------------------------------------------------------------
+    def _quantised(self, g: np.ndarray, total: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """``C(edge)`` (0 .. 2**24) from exact ``G(edge)`` and ``G(L)``; see the module notes."""
+        share = np.floor(g.astype(np.float64) / total.astype(np.float64) * float(TOTAL - self.levels))
+        return edges + share.astype(np.int64)
+
+    def symbols(self, params: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """The symbols coding latents ``z`` [N] under ``params`` [N, 3K]: (left cumulative
+        [N], frequency [N], escapes). Escapes are (row, bit, order) arrays of the uniform
+        bits that follow a latent in an edge bin, sorted by row then order."""
+        z = np.asarray(z, dtype=np.int64)
         origin, offsets = self.origins(params)
         weights, (channel,) = self.mixture.channel_parameters(params, offsets)
-        return origin, weights, channel
+        value = np.clip(z - origin, 0, self.levels - 1)
+        edges = np.stack([value, value + 1], axis=1)
+        total = channel.total(weights)
+        c = self._quantised(channel.cumulative(edges, channel.means, weights), total[:, None], edges)
+        top = self.levels - 1
+        escape = np.where(value == 0, origin - z, np.where(value == top, z - origin - top, -1))
+        rows = np.nonzero(escape >= 0)[0]
+        if len(rows) and np.any(escape[rows] >= ESCAPE_LIMIT):
+            raise ValueError("a latent lies absurdly far outside its window")
+        e_bits, e_row, e_order = _elias_gamma(escape[rows] + 1, rows)
+        return c[:, 0], c[:, 1] - c[:, 0], (e_row, e_bits, e_order)
+
+    def symbol_bits(self, frequency: np.ndarray, escapes: tuple, n: int) -> np.ndarray:
+        """Code length (bits) of each of the ``n`` latents from :meth:`symbols`'s output."""
+        escape_bits = np.bincount(escapes[0], minlength=n).astype(np.float64)
+        return PRECISION - np.log2(frequency.astype(np.float64)) + escape_bits
+
+    def decode_symbols(self, prepared: "PreparedRows", rows, decoder) -> np.ndarray:
+        """Pop one latent per stream of ``decoder`` (a :class:`~neuralzip.coding.BatchAnsDecoder`)
+        under the ``rows`` of :meth:`prepare`'s parameters, escapes included.
+
+        The binary search evaluates ``G`` at one edge per step with the linear forms of
+        :meth:`prepare` (``edge * slope + intercept`` is exactly the integer that
+        :meth:`~neuralzip.exact.mixture.ChannelParameters.component_cdf` shifts, offset so it
+        indexes the sigmoid table directly), which is this decoder's hot loop."""
+        sigmoid = sigmoid_table()
+        slope, intercept, weights, total = prepared.slope[rows], prepared.intercept[rows], prepared.weights[rows], prepared.total_float[rows]
+        share = float(TOTAL - self.levels)
+        quantile = decoder.quantiles()
+        n = len(quantile)
+        low = np.zeros(n, dtype=np.int64)
+        c_low = np.zeros(n, dtype=np.int64)
+        c_high = np.full(n, TOTAL, dtype=np.int64)
+        for d in range(self.bits):  # binary search for C(v) <= quantile < C(v + 1)
+            mid = low + (self.levels >> (d + 1))
+            index = (mid[:, None] * slope + intercept) >> GUARD
+            np.clip(index, 0, 2 * Z_SPAN, out=index)
+            g = np.einsum("ij,ij->i", sigmoid[index], weights) + mid * FLOOR
+            c_mid = mid + (g / total * share).astype(np.int64)  # = _quantised (g >= 0: truncation is floor)
+            right = c_mid <= quantile
+            low = np.where(right, mid, low)
+            c_low = np.where(right, c_mid, c_low)
+            c_high = np.where(right, c_high, c_mid)
+        decoder.advance(c_low, c_high - c_low)
+        return self._escaped(prepared.origin[rows], low, decoder.decode_binary)
+
+    def _escaped(self, origin: np.ndarray, value: np.ndarray, decode_bit) -> np.ndarray:
+        """Latents from window values, reading the escape of those in an edge bin."""
+        low, high = value == 0, value == self.levels - 1
+        z = origin + value
+        escaping = low | high
+        if np.any(escaping):
+            extra = _decode_elias_gamma(decode_bit, escaping) - 1
+            z = np.where(low, origin - extra, np.where(high, origin + self.levels - 1 + extra, z))
+        return z
+
+    # ---- decoder ---------------------------------------------------------------------------
+    def prepare(self, params: np.ndarray) -> "PreparedRows":
+        """Everything :meth:`decode_rows` and :meth:`decode_symbols` need, computed once for
+        many rows [N, 3K]."""
+        origin, offsets = self.origins(params)
+        weights, (channel,) = self.mixture.channel_parameters(params, offsets)
+        # component_cdf's table index at edge e is ((2e - 1) * MEAN_ONE/2 - mean) * inv +
+        # 2**(GUARD-1) >> GUARD, plus Z_SPAN: linear in e.
+        slope = channel.inverse_scales * MEAN_ONE
+        intercept = (1 << (GUARD - 1)) + (Z_SPAN << GUARD) - (MEAN_ONE // 2 + channel.means) * channel.inverse_scales
+        total = channel.total(weights)
+        return PreparedRows(origin, weights, channel, total, slope, intercept, total.astype(np.float64))
 
     def decode(self, params: np.ndarray, decode_bit) -> np.ndarray:
         """One latent per stream under ``params`` [N, 3K]; ``decode_bit(left_frequency,
@@ -104,16 +206,9 @@ class ExactLatentPrior:
 
     def decode_rows(self, prepared: tuple, rows, decode_bit) -> np.ndarray:
         """Like :meth:`decode` for the ``rows`` of :meth:`prepare`'s parameters."""
-        origin, weights, channel = prepared
-        origin, weights, channel = origin[rows], weights[rows], channel.select(rows)
+        origin, weights, channel = prepared.origin[rows], prepared.weights[rows], prepared.channel.select(rows)
         value = self.mixture.search(channel, channel.means, weights, lambda f: decode_bit(f, None))
-        low, high = value == 0, value == self.levels - 1
-        z = origin + value
-        escaping = low | high
-        if np.any(escaping):
-            extra = _decode_elias_gamma(decode_bit, escaping) - 1
-            z = np.where(low, origin - extra, np.where(high, origin + self.levels - 1 + extra, z))
-        return z
+        return self._escaped(origin, value, decode_bit)
 
 
 def _elias_gamma(u: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,8 +27,8 @@ import torch
 
 from ..nets.graph import PRE_CONCAT_ELU, PRE_ELU, PRE_NONE, Graph, param_key
 from .fixedpoint import (
-    ACT_FRAC, ACT_LIMIT, GATE_FRAC, WEIGHT_FRAC, WEIGHT_LIMIT, check_fan_in, concat_elu_table,
-    full_gate_table, to_fixed,
+    ACT_FRAC, ACT_LIMIT, GATE_FRAC, WEIGHT_FRAC, WEIGHT_LIMIT, check_fan_in, elu_negative_table,
+    gate_sigmoid_table, to_fixed,
 )
 
 
@@ -39,6 +40,9 @@ class _TermPlan:
     valid: torch.Tensor  # float64 [positions]: 1 where the term (and its bias) applies
     matrix: torch.Tensor  # float64 [K, C', C_out] integer weights, one matrix per kernel slot
     bias: torch.Tensor  # float64 [C_out] integer bias at accumulator scale
+    shifts: list  # per slot (dy, dx) if it reads position p + dy*w + dx (zero outside), else None
+    size: tuple[int, int]  # output (h, w)
+    sparse: list  # per slot: None, or (positions, source rows) where it reads a non-zero row
 
 
 @dataclass
@@ -81,6 +85,32 @@ def _positions(indices: np.ndarray):
     return torch.from_numpy(indices)
 
 
+def _slot_shift(index: np.ndarray, h: int, w: int) -> tuple[int, int] | None:
+    """(dy, dx) if kernel slot ``index`` [h*w] reads input (y + dy, x + dx) at output (y, x)
+    and zero outside the image (a same-size convolution's slot), else None."""
+    reads = np.nonzero(index != h * w)[0]
+    if len(reads) == 0:
+        return None
+    first = reads[0]
+    y, x = divmod(int(first), w)
+    dy, dx = divmod(int(index[first]), w)
+    dy, dx = dy - y, dx - x
+    ys, xs = np.divmod(np.arange(h * w), w)
+    inside = (ys + dy >= 0) & (ys + dy < h) & (xs + dx >= 0) & (xs + dx < w)
+    expected = np.where(inside, (ys + dy) * w + xs + dx, h * w)
+    return (dy, dx) if np.array_equal(expected, index) else None
+
+
+def _sparse_slot(index: np.ndarray, source_size: tuple[int, int]):
+    """(positions, source rows) of the positions where a kernel slot reads something, when
+    it reads the zero row at more than a quarter of them (a transposed convolution's slot
+    reads at one output position in four), else None."""
+    reads = np.nonzero(index != source_size[0] * source_size[1])[0]
+    if len(reads) * 4 >= len(index) * 3:
+        return None
+    return torch.from_numpy(reads), torch.from_numpy(index[reads])
+
+
 def _count(positions, total: int) -> int:
     if positions is None:
         return total
@@ -97,9 +127,9 @@ class ExactNetwork:
         weight on the 2**-WEIGHT_FRAC grid, bias on the 2**-(ACT_FRAC + WEIGHT_FRAC) grid."""
         self.graph = graph
         self.integer_weights = integer_weights
-        # Tables over the whole activation range: each nonlinearity is one gather.
-        self._concat_elu = torch.from_numpy(concat_elu_table().astype(np.float64))
-        self._gate = torch.from_numpy(full_gate_table().astype(np.float64))
+        self._elu_negative = torch.from_numpy(elu_negative_table().astype(np.float64))  # ELU at -|x|
+        self._gate = torch.from_numpy(gate_sigmoid_table().astype(np.float64))
+        self._gate_span = (len(self._gate) - 1) // 2
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for node in graph.nodes:
             fan_in = 0
@@ -132,8 +162,9 @@ class ExactNetwork:
         self._plans: dict[tuple[int, int], list[_NodePlan]] = {}
         self._schedules: dict[tuple[int, int], list] = {}
         self._work: dict[tuple[int, int], tuple] = {}
-        # The last allocation per purpose ("run", "incremental"), reused: no new page faults.
-        self._buffers: dict[str, tuple] = {}
+        # The last allocation per purpose ("run", "incremental") and thread, reused: no new
+        # page faults; per thread, so that threads may run the same network at once.
+        self._buffers: dict[tuple[str, int], tuple] = {}
 
     @classmethod
     def from_float(cls, graph: Graph, folded: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> "ExactNetwork":
@@ -175,8 +206,12 @@ class ExactNetwork:
             for i, term in enumerate(node.terms):
                 index, valid = term.geometry.index_map(*sizes[term.source])
                 matrix, bias = self._matrices[param_key(node.name, i)]
-                terms.append(_TermPlan(term.source, term.pre, index,
-                                       torch.from_numpy(valid.astype(np.float64)), matrix, bias))
+                oh, ow = sizes[node.name]
+                shifts = ([_slot_shift(index[:, k], oh, ow) for k in range(index.shape[1])]
+                          if sizes[term.source] == (oh, ow) else [None] * index.shape[1])
+                terms.append(_TermPlan(term.source, term.pre, index, torch.from_numpy(valid.astype(np.float64)),
+                                       matrix, bias, shifts, (oh, ow), [_sparse_slot(index[:, k], sizes[term.source])
+                                                                        for k in range(index.shape[1])]))
             oh, ow = sizes[node.name]
             plans.append(_NodePlan(node.name, node.channels, oh * ow, terms, node.gate_residual))
         self._plans[(h, w)] = plans
@@ -278,15 +313,23 @@ class ExactNetwork:
         return out
 
     # ---- arithmetic ----------------------------------------------------------------------
-    def _pre(self, x: torch.Tensor, pre: str) -> torch.Tensor:
+    def _pre(self, x: torch.Tensor, pre: str, out: torch.Tensor | None = None) -> torch.Tensor:
+        """ELU or concat-ELU of integer activations ``x`` [..., C] (concat-ELU interleaves
+        its channels: x_0, -x_0, x_1, ...), written into ``out`` if given. One of x and -x is
+        never negative and passes unchanged; the other's ELU is the table value at |x| (a
+        small, cache-friendly table)."""
         if pre == PRE_NONE:
-            return x
-        pairs = self._concat_elu[(x + ACT_LIMIT).long()]  # [..., C, 2]: elu(x), elu(-x)
-        if pre == PRE_ELU:
-            return pairs[..., 0]
+            return x if out is None else out.copy_(x)
+        if pre not in (PRE_ELU, PRE_CONCAT_ELU):
+            raise ValueError(pre)
+        tail = self._elu_negative[x.abs().clamp_(max=len(self._elu_negative) - 1).long()]
+        if out is None:
+            out = torch.empty(*x.shape[:-1], x.shape[-1] * (2 if pre == PRE_CONCAT_ELU else 1), dtype=x.dtype)
+        pairs = out.view(*x.shape, -1)  # [..., C, 1 or 2]
+        torch.where(x >= 0, x, tail, out=pairs[..., 0])
         if pre == PRE_CONCAT_ELU:
-            return pairs.view(*x.shape[:-1], -1)
-        raise ValueError(pre)
+            torch.where(x <= 0, -x, tail, out=pairs[..., 1])
+        return out
 
     def compute(self, plan: _NodePlan, values: dict, work: _Work | None = None) -> None:
         """Compute ``plan``'s node at the positions of ``work`` (None: every position of full
@@ -295,37 +338,85 @@ class ExactNetwork:
         count = plan.positions if work is None else work.count
         acc = None
         for i, term in enumerate(plan.terms):
-            index = torch.from_numpy(term.index) if work is None else work.term_rows[i]
-            valid = term.valid if work is None else work.term_valid[i]
             # Sources keep their nonlinearity applied already (see _store), so each kernel
             # slot is a plain gather of whole (batch, channels) blocks and one product.
             source = values[(term.source, term.pre)]
-            for slot in range(index.shape[1]):
-                patch = source.index_select(0, index[:, slot]).view(count * batch, -1)
-                if acc is None:
-                    acc = patch @ term.matrix[slot]
-                else:
-                    acc.addmm_(patch, term.matrix[slot])
+            if work is None and all(shift is not None for shift in term.shifts):
+                acc = self._shifted_products(term, source, count, batch, acc)
+            else:
+                index = torch.from_numpy(term.index) if work is None else work.term_rows[i]
+                for slot in range(index.shape[1]):
+                    if work is None and term.sparse[slot] is not None:
+                        acc = self._sparse_product(term, slot, source, count, batch, acc)
+                        continue
+                    patch = source.index_select(0, index[:, slot]).view(count * batch, -1)
+                    if acc is None:
+                        acc = patch @ term.matrix[slot]
+                    else:
+                        acc.addmm_(patch, term.matrix[slot])
+            valid = term.valid if work is None else work.term_valid[i]
             acc.view(count, batch, -1).add_(valid.view(-1, 1, 1) * term.bias)
-        out = torch.round(acc.view(count, batch, -1) * (2.0 ** -WEIGHT_FRAC))
+        out = acc.view(count, batch, -1).mul_(2.0 ** -WEIGHT_FRAC).round_()  # in place: acc is ours
         if plan.gate_residual is not None:
-            a, b = out.clamp(-ACT_LIMIT, ACT_LIMIT).split(plan.channels, dim=-1)
-            gate = self._gate[(b + ACT_LIMIT).long()]
+            a, b = out.clamp_(-ACT_LIMIT, ACT_LIMIT).split(plan.channels, dim=-1)
+            gate = self._gate[(b.clamp(-self._gate_span, self._gate_span) + self._gate_span).long()]
             residual = values[(plan.gate_residual, PRE_NONE)]
             residual = residual[:-1] if work is None else residual[work.residual_rows]
             out = residual + torch.round(a * gate * (2.0 ** -GATE_FRAC))
-        self._store(values, plan.name, out.clamp(-ACT_LIMIT, ACT_LIMIT), None if work is None else work.out_rows)
+        self._store(values, plan.name, out.clamp_(-ACT_LIMIT, ACT_LIMIT), None if work is None else work.out_rows)
+
+    def _sparse_product(self, term: _TermPlan, slot: int, source: torch.Tensor, count: int, batch: int, acc):
+        """One kernel slot at only the positions where it reads a value (the rest read zeros
+        and would add exact zeros), added into ``acc``."""
+        positions, rows = term.sparse[slot]
+        if acc is None:
+            acc = torch.zeros(count * batch, term.matrix.shape[2], dtype=torch.float64)
+        if len(positions):
+            product = source.index_select(0, rows).view(len(rows) * batch, -1) @ term.matrix[slot]
+            acc.view(count, batch, -1).index_add_(0, positions, product.view(len(rows), batch, -1))
+        return acc
+
+    def _shifted_products(self, term: _TermPlan, source: torch.Tensor, count: int, batch: int, acc):
+        """All slots of a same-size convolution over every position, without gathers.
+
+        In the position-major buffer, slot (dy, dx) reads position p + s (s = dy*w + dx): a
+        contiguous block of rows, so each slot is one product of buffer views. Positions
+        whose read leaves the image through the top or bottom fall outside the block (they
+        get nothing: zero padding); a read that leaves through the left or right edge lands
+        on a column at the other side of the neighbouring row, so while the slots of one dx
+        run, that band of source columns is set to zero (and restored after). Products of
+        integers are exact, so this gives the same integers as the gathering path."""
+        h, w = term.size
+        grid = source[:-1].view(h, w, batch, -1)
+        flat = source[:-1].view(count * batch, -1)
+        for dx in sorted({dx for _, dx in term.shifts}):
+            band = slice(0, dx) if dx > 0 else slice(w + dx, w)
+            saved = grid[:, band].clone() if dx else None
+            if dx:
+                grid[:, band] = 0
+            try:
+                for slot, (dy, slot_dx) in enumerate(term.shifts):
+                    s = dy * w + dx
+                    low, high = max(0, -s), count - max(0, s)  # output positions whose read is in the block
+                    if slot_dx != dx or high <= low:
+                        continue
+                    if acc is None:
+                        acc = torch.zeros(count * batch, term.matrix.shape[2], dtype=torch.float64)
+                    acc[low * batch : high * batch].addmm_(flat[(low + s) * batch : (high + s) * batch], term.matrix[slot])
+            finally:
+                if dx:
+                    grid[:, band] = saved
+        return acc
 
     def _store(self, values: dict, name: str, out: torch.Tensor, positions) -> None:
         """Write raw values and every nonlinearity a consumer reads (pre(0) = 0 keeps the
         zero row valid for all of them). ``out``: [positions, batch, channels]."""
         for pre in self._pres[name]:
             target = values[(name, pre)]
-            transformed = self._pre(out, pre)
             if positions is None:
-                target[:-1] = transformed
+                self._pre(out, pre, target[:-1])
             else:
-                target[positions] = transformed
+                target[positions] = self._pre(out, pre)
 
     def allocate(self, batch: int, h: int, w: int, inputs: dict[str, torch.Tensor], purpose: str = "run",
                  rows: dict[str, int] | None = None) -> dict:
@@ -333,19 +424,20 @@ class ExactNetwork:
         (name, nonlinearity), for inputs and nodes; ``rows`` per value (None: one row per
         position); ``inputs`` are given as [batch, h*w, C] (full buffers only).
 
-        The buffers of the previous allocation for the same ``purpose`` and sizes are reused
-        (so only one computation per purpose may be alive at a time): every row is written
+        The buffers of the previous allocation for the same ``purpose``, thread and sizes are
+        reused (so only one computation per purpose and thread may be alive at a time): every row is written
         before it is read (the schedule guarantees it), so stale values are never seen, and
         reuse spares the page faults of fresh memory."""
         factor = {PRE_NONE: 1, PRE_ELU: 1, PRE_CONCAT_ELU: 2}
         sizes = self.graph.sizes(h, w)
         rows = rows or {name: nh * nw for name, (nh, nw) in sizes.items()}
         key = (batch, h, w, tuple(sorted(rows.items())))
-        cached = self._buffers.get(purpose)
+        slot = (purpose, threading.get_ident())
+        cached = self._buffers.get(slot)
         if cached is not None and cached[0] == key:
             values = cached[1]
         else:
-            self._buffers.pop(purpose, None)  # free the old ones first
+            self._buffers.pop(slot, None)  # free the old ones first
             values = {}
             channels = dict(self.graph.inputs)
             channels.update({node.name: node.channels for node in self.graph.nodes})
@@ -355,14 +447,17 @@ class ExactNetwork:
                     buffer[-1] = 0
                     values[(name, pre)] = buffer
                 values[name] = values[(name, PRE_NONE)]
-            self._buffers[purpose] = (key, values)
+            self._buffers[slot] = (key, values)
         for name, given in inputs.items():
             self._store(values, name, given.to(torch.float64).transpose(0, 1), None)
         return values
 
-    def release(self) -> None:
-        """Drop the reusable buffers (they can take gigabytes for large batches)."""
-        self._buffers.clear()
+    def release(self, this_thread_only: bool = False) -> None:
+        """Drop the reusable buffers (they can take gigabytes for large batches): all, or
+        those of the calling thread (a worker thread that ends)."""
+        ident = threading.get_ident()
+        for slot in [slot for slot in self._buffers if not this_thread_only or slot[1] == ident]:
+            self._buffers.pop(slot, None)
 
     def run(self, inputs: dict[str, torch.Tensor], h: int, w: int, chunk: int = 16) -> torch.Tensor:
         """All positions of the output node for integer inputs [B, h*w, C]; chunked over the batch."""
