@@ -6,12 +6,14 @@ Writes ``benchmarks/results/cifar10.json`` (shape: {"codecs": [{"name", "images"
 "bpd", "nll_bpd", "encode_img_per_s", "decode_img_per_s", ...}], ...}), ``cifar10.md`` and
 ``cifar10.png`` (bpd against decode throughput). ``--n`` below 10,000 draws a class-spread
 subset (fixed seed) and writes ``cifar10-subset.*`` instead, so a quick run never replaces the
-full results.
+full results. ``--update`` re-runs only the codecs named and keeps the other committed rows;
+every run is listed in the results with its command and note.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 import torch
 
 from neuralzip import codecs as codec_table
-from neuralzip.bench import markdown_table, plot, run_archive, run_codec, write_results
+from neuralzip.bench import CodecResult, markdown_table, plot, run_archive, run_codec, write_results
 from neuralzip.data import load_cifar10, spread_subset
 from neuralzip.images import PixelImage
 
@@ -34,6 +36,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=256, help="images per encode/decode call")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--update", action="store_true",
+                        help="keep the committed rows of codecs not run now (a re-run of some codecs)")
+    parser.add_argument("--note", default="", help="conditions of this run, recorded with it")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -64,21 +69,39 @@ def main(argv=None) -> int:
         if getattr(codec, "card", None):
             cards[name] = {k: codec.card.get(k) for k in ("config", "sha256", "test_nll_bpd")}
             cards[name]["epochs"] = codec.card.get("training", {}).get("epochs")
-    extra = {"dataset": "CIFAR-10 test", "images": len(indices), "subset": not full, "started": started,
-             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "models": cards,
-             "command": "python benchmarks/cifar10.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    given = argv if argv is not None else sys.argv[1:]
+    if "--note" in given:  # the note is recorded on its own
+        given = given[: given.index("--note")] + given[given.index("--note") + 2 :]
+    run = {"started": started, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "command": "python benchmarks/cifar10.py " + " ".join(given), "codecs": [r.name for r in results],
+           "torch_threads": torch.get_num_threads(), "batch": args.batch, "note": args.note}
+    runs = [run]
+    if args.update and (args.out / f"{stem}.json").exists():
+        previous = json.loads((args.out / f"{stem}.json").read_text())
+        if previous.get("images") != len(indices):
+            raise SystemExit(f"--update: the committed results cover {previous.get('images')} images, not {len(indices)}")
+        fresh = {r.name for r in results}
+        results = [CodecResult(**row) for row in previous["codecs"] if row["name"] not in fresh] + results
+        runs = previous.get("runs") or [{key: previous.get(key) for key in ("started", "finished", "command")}]
+        runs = runs + [run]
+        cards = {**previous.get("models", {}), **cards}
+    extra = {"dataset": "CIFAR-10 test", "images": len(indices), "subset": not full, "started": runs[0]["started"],
+             "finished": run["finished"], "models": cards, "command": runs[0]["command"], "runs": runs}
     write_results(results, args.out / f"{stem}.json", extra)
+    history = "\n".join(f"* {r['started']} to {r['finished']}: `{r['command']}` ({', '.join(r.get('codecs') or ['every codec'])})"
+                        f"{'. ' + r['note'] if r.get('note') else ''}" for r in runs)
     header = (f"# CIFAR-10 benchmark ({len(indices)} test images{'' if full else ', class-spread subset'})\n\n"
-              f"Run {started} to {extra['finished']} on this project's CPU machine "
-              f"({torch.get_num_threads()} torch threads), by `{extra['command']}`.\n\n"
+              f"On this project's CPU machine ({torch.get_num_threads()} torch threads). Runs (a later run replaces "
+              f"the rows of the codecs it names):\n\n{history}\n\n"
               "bpd: bits per sub-pixel from real bytes: the .nzip file for neural codecs, the codec's own "
               "file for classical ones (bpd (.nzip) adds nzip's container to those). NLL bpd: the model's "
               "ideal code length under its exact integer tables (for the bits-back VAE: what each image adds to "
-              "the ANS stack, i.e. the exact one-sample negative ELBO; a single file pays the initial bits on top). payload bpd: the entropy coder's "
-              "output alone (for classical codecs their file), so payload bpd minus NLL bpd is the coder's overhead "
-              "and bpd (.nzip) minus payload bpd the container's (19 bytes a file). `-archive`: all images in one "
-              ".nzip archive (unnamed entries, 5 bytes each), chained through one ANS stack. Throughput: images/s, wall clock, batches of "
-              f"{args.batch}. exact: decoded pixels identical to the original.\n\n")
+              "the ANS stack, i.e. the exact one-sample negative ELBO; a single file pays the initial bits on top). "
+              "payload bpd: the entropy coder's output alone (for classical codecs their file), so payload bpd "
+              "minus NLL bpd is the coder's overhead and bpd (.nzip) minus payload bpd the container's (19 bytes "
+              "a file). `-archive`: all images in one .nzip archive (unnamed entries, 5 bytes each), chained "
+              "through the codec's ANS stacks (one chain per 1,000 images, at most 8). Throughput: images/s, "
+              f"wall clock, batches of {args.batch}. exact: decoded pixels identical to the original.\n\n")
     (args.out / f"{stem}.md").write_text(header + markdown_table(results) + "\n")
     plot(results, args.out / f"{stem}.png", f"CIFAR-10 test ({len(indices)} images): size vs decode speed")
     print(f"wrote {args.out / (stem + '.json')}, .md, .png")

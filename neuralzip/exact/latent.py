@@ -46,10 +46,9 @@ class PreparedRows(NamedTuple):
     origin: np.ndarray  # [N] window origin
     weights: np.ndarray  # [N, K] component weights
     channel: ChannelParameters
-    total: np.ndarray  # [N] G at the window's last edge
     slope: np.ndarray  # [N, K]
     intercept: np.ndarray  # [N, K]
-    total_float: np.ndarray  # [N] float64 of total
+    total_float: np.ndarray  # [N] G at the window's last edge, as float64 (exact)
 
 
 class ExactLatentPrior:
@@ -118,29 +117,37 @@ class ExactLatentPrior:
         return np.bincount(element, weights=24.0 - np.log2(f), minlength=n)
 
     # ---- one symbol per latent ---------------------------------------------------------------
-    def _quantised(self, g: np.ndarray, total: np.ndarray, edges: np.ndarray) -> np.ndarray:
-        """``C(edge)`` (0 .. 2**24) from exact ``G(edge)`` and ``G(L)``; see the module notes."""
-        share = np.floor(g.astype(np.float64) / total.astype(np.float64) * float(TOTAL - self.levels))
-        return edges + share.astype(np.int64)
+    def _cumulative(self, prepared: "PreparedRows", rows, edge: np.ndarray) -> np.ndarray:
+        """``C(edge)`` for interior edges 1 .. L-1 [n] of the ``rows`` of ``prepared``; see the
+        module notes (``C(0) = 0`` and ``C(L) = 2**24`` by definition). Encoder and decoder
+        both compute C only here. ``edge * slope + intercept`` is exactly the integer that
+        :meth:`~neuralzip.exact.mixture.ChannelParameters.component_cdf` shifts, offset so
+        that it indexes the sigmoid table directly."""
+        index = (edge[:, None] * prepared.slope[rows] + prepared.intercept[rows]) >> GUARD
+        np.clip(index, 0, 2 * Z_SPAN, out=index)
+        g = np.einsum("ij,ij->i", sigmoid_table()[index], prepared.weights[rows]) + edge * FLOOR
+        # float64 division and product of exact integers (correctly rounded, so identical on
+        # every machine); g >= 0, so truncation is the floor
+        return edge + (g / prepared.total_float[rows] * float(TOTAL - self.levels)).astype(np.int64)
 
     def symbols(self, params: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
         """The symbols coding latents ``z`` [N] under ``params`` [N, 3K]: (left cumulative
         [N], frequency [N], escapes). Escapes are (row, bit, order) arrays of the uniform
         bits that follow a latent in an edge bin, sorted by row then order."""
         z = np.asarray(z, dtype=np.int64)
-        origin, offsets = self.origins(params)
-        weights, (channel,) = self.mixture.channel_parameters(params, offsets)
+        prepared = self.prepare(params)
+        origin = prepared.origin
         value = np.clip(z - origin, 0, self.levels - 1)
-        edges = np.stack([value, value + 1], axis=1)
-        total = channel.total(weights)
-        c = self._quantised(channel.cumulative(edges, channel.means, weights), total[:, None], edges)
+        everything = slice(None)
+        left = np.where(value == 0, 0, self._cumulative(prepared, everything, np.maximum(value, 1)))
+        right = np.where(value == self.levels - 1, TOTAL, self._cumulative(prepared, everything, np.minimum(value + 1, self.levels - 1)))
         top = self.levels - 1
         escape = np.where(value == 0, origin - z, np.where(value == top, z - origin - top, -1))
         rows = np.nonzero(escape >= 0)[0]
         if len(rows) and np.any(escape[rows] >= ESCAPE_LIMIT):
             raise ValueError("a latent lies absurdly far outside its window")
         e_bits, e_row, e_order = _elias_gamma(escape[rows] + 1, rows)
-        return c[:, 0], c[:, 1] - c[:, 0], (e_row, e_bits, e_order)
+        return left, right - left, (e_row, e_bits, e_order)
 
     def symbol_bits(self, frequency: np.ndarray, escapes: tuple, n: int) -> np.ndarray:
         """Code length (bits) of each of the ``n`` latents from :meth:`symbols`'s output."""
@@ -149,15 +156,7 @@ class ExactLatentPrior:
 
     def decode_symbols(self, prepared: "PreparedRows", rows, decoder) -> np.ndarray:
         """Pop one latent per stream of ``decoder`` (a :class:`~neuralzip.coding.BatchAnsDecoder`)
-        under the ``rows`` of :meth:`prepare`'s parameters, escapes included.
-
-        The binary search evaluates ``G`` at one edge per step with the linear forms of
-        :meth:`prepare` (``edge * slope + intercept`` is exactly the integer that
-        :meth:`~neuralzip.exact.mixture.ChannelParameters.component_cdf` shifts, offset so it
-        indexes the sigmoid table directly), which is this decoder's hot loop."""
-        sigmoid = sigmoid_table()
-        slope, intercept, weights, total = prepared.slope[rows], prepared.intercept[rows], prepared.weights[rows], prepared.total_float[rows]
-        share = float(TOTAL - self.levels)
+        under the ``rows`` of :meth:`prepare`'s parameters, escapes included."""
         quantile = decoder.quantiles()
         n = len(quantile)
         low = np.zeros(n, dtype=np.int64)
@@ -165,10 +164,7 @@ class ExactLatentPrior:
         c_high = np.full(n, TOTAL, dtype=np.int64)
         for d in range(self.bits):  # binary search for C(v) <= quantile < C(v + 1)
             mid = low + (self.levels >> (d + 1))
-            index = (mid[:, None] * slope + intercept) >> GUARD
-            np.clip(index, 0, 2 * Z_SPAN, out=index)
-            g = np.einsum("ij,ij->i", sigmoid[index], weights) + mid * FLOOR
-            c_mid = mid + (g / total * share).astype(np.int64)  # = _quantised (g >= 0: truncation is floor)
+            c_mid = self._cumulative(prepared, rows, mid)
             right = c_mid <= quantile
             low = np.where(right, mid, low)
             c_low = np.where(right, c_mid, c_low)
@@ -197,7 +193,7 @@ class ExactLatentPrior:
         slope = channel.inverse_scales * MEAN_ONE
         intercept = (1 << (GUARD - 1)) + (Z_SPAN << GUARD) - (MEAN_ONE // 2 + channel.means) * channel.inverse_scales
         total = channel.total(weights)
-        return PreparedRows(origin, weights, channel, total, slope, intercept, total.astype(np.float64))
+        return PreparedRows(origin, weights, channel, slope, intercept, total.astype(np.float64))
 
     def decode(self, params: np.ndarray, decode_bit) -> np.ndarray:
         """One latent per stream under ``params`` [N, 3K]; ``decode_bit(left_frequency,
