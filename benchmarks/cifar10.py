@@ -28,6 +28,32 @@ from neuralzip.images import PixelImage
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def write_report(path_json: Path) -> None:
+    """``.md`` and ``.png`` beside results ``path_json``, rendered from it alone."""
+    document = json.loads(path_json.read_text())
+    results = [CodecResult(**row) for row in document["codecs"]]
+    runs = document.get("runs") or [{key: document.get(key) for key in ("started", "finished", "command")}]
+    history = "\n".join(f"* {r['started']} to {r['finished']}: `{r['command']}` ({', '.join(r.get('codecs') or ['every codec'])}"
+                        f"{', ' + str(r['torch_threads']) + ' torch threads' if r.get('torch_threads') else ''}"
+                        f"{', batches of ' + str(r['batch']) if r.get('batch') else ''})"
+                        f"{'. ' + r['note'] if r.get('note') else ''}" for r in runs)
+    images = document["images"]
+    header = (f"# CIFAR-10 benchmark ({images} test images{', class-spread subset' if document.get('subset') else ''})\n\n"
+              f"On this project's 2-core CPU machine. Runs (a later run replaces the rows of the codecs it names):"
+              f"\n\n{history}\n\n"
+              "bpd: bits per sub-pixel from real bytes: the .nzip file for neural codecs, the codec's own "
+              "file for classical ones (bpd (.nzip) adds nzip's container to those). NLL bpd: the model's "
+              "ideal code length under its exact integer tables (for the bits-back VAE: what each image adds to "
+              "the ANS stack, i.e. the exact one-sample negative ELBO; a single file pays the initial bits on top). "
+              "payload bpd: the entropy coder's output alone (for classical codecs their file), so payload bpd "
+              "minus NLL bpd is the coder's overhead and bpd (.nzip) minus payload bpd the container's (19 bytes "
+              "a file). `-archive`: all images in one .nzip archive (unnamed entries, 5 bytes each), chained "
+              "through the codec's ANS stacks (one chain per 1,000 images, at most 8). Throughput: images/s, "
+              "wall clock. exact: decoded pixels identical to the original.\n\n")
+    path_json.with_suffix(".md").write_text(header + markdown_table(results) + "\n")
+    plot(results, path_json.with_suffix(".png"), f"CIFAR-10 test ({images} images): size vs decode speed")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", default=None, help="comma-separated (default: every installed codec)")
@@ -39,7 +65,11 @@ def main(argv=None) -> int:
     parser.add_argument("--update", action="store_true",
                         help="keep the committed rows of codecs not run now (a re-run of some codecs)")
     parser.add_argument("--note", default="", help="conditions of this run, recorded with it")
+    parser.add_argument("--render", action="store_true", help="only re-render the .md and .png from the committed .json")
     args = parser.parse_args(argv)
+    if args.render:
+        write_report(args.out / ("cifar10.json" if args.n is None else "cifar10-subset.json"))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.codecs.split(",") if args.codecs else [s.name for s in codec_table.available_specs()]
@@ -88,22 +118,7 @@ def main(argv=None) -> int:
     extra = {"dataset": "CIFAR-10 test", "images": len(indices), "subset": not full, "started": runs[0]["started"],
              "finished": run["finished"], "models": cards, "command": runs[0]["command"], "runs": runs}
     write_results(results, args.out / f"{stem}.json", extra)
-    history = "\n".join(f"* {r['started']} to {r['finished']}: `{r['command']}` ({', '.join(r.get('codecs') or ['every codec'])})"
-                        f"{'. ' + r['note'] if r.get('note') else ''}" for r in runs)
-    header = (f"# CIFAR-10 benchmark ({len(indices)} test images{'' if full else ', class-spread subset'})\n\n"
-              f"On this project's CPU machine ({torch.get_num_threads()} torch threads). Runs (a later run replaces "
-              f"the rows of the codecs it names):\n\n{history}\n\n"
-              "bpd: bits per sub-pixel from real bytes: the .nzip file for neural codecs, the codec's own "
-              "file for classical ones (bpd (.nzip) adds nzip's container to those). NLL bpd: the model's "
-              "ideal code length under its exact integer tables (for the bits-back VAE: what each image adds to "
-              "the ANS stack, i.e. the exact one-sample negative ELBO; a single file pays the initial bits on top). "
-              "payload bpd: the entropy coder's output alone (for classical codecs their file), so payload bpd "
-              "minus NLL bpd is the coder's overhead and bpd (.nzip) minus payload bpd the container's (19 bytes "
-              "a file). `-archive`: all images in one .nzip archive (unnamed entries, 5 bytes each), chained "
-              "through the codec's ANS stacks (one chain per 1,000 images, at most 8). Throughput: images/s, "
-              f"wall clock, batches of {args.batch}. exact: decoded pixels identical to the original.\n\n")
-    (args.out / f"{stem}.md").write_text(header + markdown_table(results) + "\n")
-    plot(results, args.out / f"{stem}.png", f"CIFAR-10 test ({len(indices)} images): size vs decode speed")
+    write_report(args.out / f"{stem}.json")
     print(f"wrote {args.out / (stem + '.json')}, .md, .png")
     return 0 if all(r.exact == r.images for r in results) else 1
 
