@@ -114,6 +114,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     names = args.codecs.split(",") if args.codecs else [s.name for s in codec_table.available_specs()]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    commit = _commit()  # before any result is written
     began = time.time()
     # Shard j fuzzes its share of the cases with seed (seed, j): independent processes, one
     # per core, merged into one report (a shard's cases are as random as one long run's).
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     (args.out / "fuzz.json").write_text(json.dumps(document, indent=1) + "\n")
     lines = [f"# Decoder fuzzing: {report['cases']} cases, {report['bad']} crashes/hangs/wrong outputs\n",
              f"Run {started} to {document['finished']} by `python benchmarks/fuzz.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
-             f"(seed {args.seed}; codecs {', '.join(names)}; commit {_commit()}), {report['seconds'] / 60:.0f} min.\n",
+             f"(seed {args.seed}; codecs {', '.join(names)}; commit {commit}), {report['seconds'] / 60:.0f} min.\n",
              "| codec | cases | clean error | exact image | wrong | crash | hang |", "|---|---:|---:|---:|---:|---:|---:|"]
     for codec, counts in sorted(report["by_codec"].items()):
         counts = Counter(counts)

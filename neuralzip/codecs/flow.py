@@ -37,8 +37,8 @@ TILE = 32
 BATCH = 4096  # tiles decoded together: the per-latent loop is cheaper per tile in large batches
 NETWORK_CHUNK = 128
 TOP_WINDOW_BITS = 10  # the top level's latents are coded in windows of 1024 values, the others 256
-SYMBOL_BLOCK = 16
-PREPARE_BLOCK = 16  # latent positions per block of decoder tables  # tiles per block of latent symbol computation (~50k rows)
+SYMBOL_BLOCK = 16  # tiles per block of latent symbol computation (~50k rows)
+PREPARE_BLOCK = 16  # latent positions per block of decoder tables
 INPUT_SHIFT = ACT_FRAC - 7  # latents / 128 in fixed point: multiply by 2**5
 
 
