@@ -13,6 +13,7 @@ every run is listed in the results with its command and note.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 import time
@@ -70,7 +71,8 @@ def main(argv=None) -> int:
     if args.render:
         write_report(args.out / ("cifar10.json" if args.n is None else "cifar10-subset.json"))
         return 0
-    if args.threads:
+    if args.threads:  # torch codecs and the local codec's own threads
+        os.environ["NZIP_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
     names = args.codecs.split(",") if args.codecs else [s.name for s in codec_table.available_specs()]
     test = load_cifar10("test", args.data)

@@ -35,7 +35,8 @@ def main(argv=None) -> int:
                         help="replace only these codecs' rows in the existing results (a re-run after a change)")
     parser.add_argument("--note", default="", help="conditions of this run, recorded with it")
     args = parser.parse_args(argv)
-    if args.threads:
+    if args.threads:  # torch codecs and the local codec's own threads
+        os.environ["NZIP_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
     names = args.codecs.split(",") if args.codecs else ["auto"] + [s.name for s in codec_table.available_specs()]
     files = sorted(p for p in args.photos.iterdir() if p.suffix.lower() == ".png")

@@ -133,7 +133,7 @@ def codec_for(container: Container) -> Codec:
     if spec is None:
         raise UnknownModelError(f"unknown codec id {container.codec_id} (made by a newer nzip?)")
     try:
-        codec = codec_table.get_codec(spec.name)
+        codec = codec_table.get_codec(spec.name, container.model_hash)
     except ModelError as error:
         raise UnknownModelError(f"this file needs model {spec.name!r}: {error}") from None
     if codec.model_hash != container.model_hash:
@@ -248,12 +248,25 @@ def info(data: bytes) -> dict:
         "codec": spec.name if spec else f"unknown ({container.codec_id})",
         "codec_id": container.codec_id,
         "model_hash": container.model_hash.hex(),
+        "model_version": _model_version(spec, container.model_hash),
         "archive": container.archive,
         "chained": container.chained,
         "file_bytes": len(data),
         "bits_per_subpixel": 8 * len(data) / total_subpixels if total_subpixels else None,
         "images": images,
     }
+
+
+def _model_version(spec, model_hash: bytes) -> str | None:
+    """Which installed model version made a file ("local v2"), from the cards alone."""
+    if spec is None or spec.model is None:
+        return None
+    from .registry import installed_versions
+
+    for version in installed_versions(spec.model):
+        if version.model_hash == model_hash:
+            return version.label
+    return f"{spec.model}, weights {model_hash.hex()} (not installed)"
 
 
 def _channels(mode: str) -> int:

@@ -4,18 +4,27 @@ Guarantees: the chosen file is the smallest among the codecs tried (at least one
 suitable codec runs even when the budget allows none). The classical codecs are tried first,
 each unless its estimated time exceeds what is left of the per-image budget, so slow neural
 codecs can never crowd them out: within the budget the result is never larger than the best
-classical codec's output (the .nzip header is the same for all). A neural codec is tried
-only when both its estimated encoding time fits what is left of the budget and its estimated
-decoding time fits the whole budget, so that a file auto writes also decodes in about that
-time. Estimates come from each codec's measured throughput on this project's 2-core machine
-(pixels per second, rounded down), so a huge image does not spend minutes in a codec that
-cannot finish in time.
+classical codec's output (the .nzip header is the same for all) on images up to
+``SAMPLE_SIDE`` x ``SAMPLE_SIDE``, and never larger than the first codec's (JPEG-XL) on
+larger ones. A neural codec is tried only when both its estimated encoding time fits what is
+left of the budget and its estimated decoding time fits the whole budget, so that a file
+auto writes also decodes in about that time. Time estimates come from each codec's measured
+throughput on this project's 2-core machine (pixels per second, rounded down).
+
+Estimate before coding: on an image larger than ``SAMPLE_SIDE`` x ``SAMPLE_SIDE``, a codec
+after the first is coded in full only if an estimate of its size says it can win (within
+``SAMPLE_MARGIN``). Codecs with a model of their own estimate exactly from a sample of
+pixels (:meth:`~neuralzip.codecs.local.LocalCodec.estimate_bits`); the others code a centre
+crop, compared with the first codec's size on the same crop. So on a photograph auto costs
+about one JPEG-XL encode plus small samples, not one full encode per codec.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from . import codecs as codec_table
 from .codecs.base import Codec
@@ -24,13 +33,17 @@ from .images import PixelImage
 # Pixels per second on a 2-core machine (benchmarks/results/photos.md and cifar10.md), rounded
 # down; used only to skip codecs that would overrun the time budget.
 ENCODE_PIXELS_PER_SECOND = {"png": 1_000_000, "j2k": 2_000_000, "jxl": 100_000, "webp": 40_000, "pixelcnn": 10_000,
-                            "flow": 25_000, "vae": 20_000}
-DECODE_PIXELS_PER_SECOND = {"pixelcnn": 5_000, "flow": 30_000, "vae": 20_000}  # classical ones: negligible
+                            "flow": 25_000, "vae": 20_000, "local": 100_000, "local-photo": 100_000}
+DECODE_PIXELS_PER_SECOND = {"pixelcnn": 5_000, "flow": 30_000, "vae": 20_000,  # classical ones: negligible
+                            "local": 40_000, "local-photo": 40_000}
 # Codecs in the order they are tried: the classical ones first (cheap, and the guarantee rests
 # on them), then the neural ones, likely winners first.
-ORDER = ("jxl", "webp", "j2k", "png", "pixelcnn", "flow", "vae")
-FASTEST = ("png", "j2k", "jxl", "webp", "flow", "pixelcnn", "vae")
+ORDER = ("jxl", "webp", "j2k", "png", "local", "local-photo", "pixelcnn", "flow", "vae")
+FASTEST = ("png", "j2k", "jxl", "webp", "local", "local-photo", "flow", "pixelcnn", "vae")
 DEFAULT_BUDGET = 60.0
+SAMPLE_SIDE = 192  # larger images: codecs after the first are estimated before a full encode
+NEURAL_SAMPLE_SIDE = 64  # crop side for neural codecs without an estimator of their own (slow ones)
+SAMPLE_MARGIN = 1.03  # code in full when the estimate is within 3% of the best so far
 
 
 @dataclass
@@ -55,12 +68,45 @@ def candidates() -> list[str]:
     return [name for name in ORDER if name in available]
 
 
+def _large(image: PixelImage) -> bool:
+    return image.height > SAMPLE_SIDE and image.width > SAMPLE_SIDE
+
+
+def _crop(image: PixelImage, side: int) -> PixelImage:
+    top, left = (image.height - side) // 2, (image.width - side) // 2
+    return PixelImage(image.mode, np.ascontiguousarray(image.pixels[top : top + side, left : left + side]),
+                      image.palette, image.palette_mode, image.transparency)
+
+
+class _Estimator:
+    """Size estimates of a large image: exact-from-sample where the codec has a model of its
+    own, else a centre crop coded by the codec and by the first codec tried."""
+
+    def __init__(self, image: PixelImage, reference: str):
+        self.image = image
+        self.reference = reference
+        self.crop_bits: dict[tuple[str, int], float] = {}
+
+    def _crop_bits(self, name: str, side: int) -> float:
+        if (name, side) not in self.crop_bits:
+            codec = codec_table.get_codec(name)
+            self.crop_bits[(name, side)] = 8.0 * len(codec.encode([_crop(self.image, side)]).payloads[0])
+        return self.crop_bits[(name, side)]
+
+    def bits(self, codec: Codec, reference_bits: float) -> float:
+        if hasattr(codec, "estimate_bits"):
+            return float(codec.estimate_bits(self.image))
+        side = NEURAL_SAMPLE_SIDE if codec.kind == "neural" else SAMPLE_SIDE
+        return reference_bits * self._crop_bits(codec.name, side) / max(1.0, self._crop_bits(self.reference, side))
+
+
 def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list[str] | None = None) -> list[Choice]:
     """Code every image with each candidate codec (in batches) and pick the smallest."""
     names = names or candidates()
     choices = [None] * len(images)
     tried: list[dict[str, tuple[bytes, float | None]]] = [{} for _ in images]
     skipped: list[dict[str, str]] = [{} for _ in images]
+    estimators: dict[int, _Estimator] = {}
     spent = [0.0] * len(images)
     for name in names:
         codec: Codec = codec_table.get_codec(name)
@@ -77,6 +123,19 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
             if decode_estimate > budget:
                 skipped[i][name] = f"~{decode_estimate:.0f} s to decode estimated, budget {budget:.0f} s"
                 continue
+            if tried[i] and _large(image):
+                started = time.perf_counter()
+                best_name = min(tried[i], key=lambda n: len(tried[i][n][0]))
+                best_bits = 8.0 * len(tried[i][best_name][0])
+                if i not in estimators:
+                    estimators[i] = _Estimator(image, next(iter(tried[i])))
+                reference_bits = 8.0 * len(tried[i][estimators[i].reference][0])
+                guess = estimators[i].bits(codec, reference_bits)
+                spent[i] += time.perf_counter() - started
+                if guess > best_bits * SAMPLE_MARGIN:
+                    skipped[i][name] = (f"estimated {guess / image.subpixels:.3f} bits/sub-pixel from a sample, "
+                                        f"{best_name} has {best_bits / image.subpixels:.3f}")
+                    continue
             todo.append(i)
         if not todo:
             continue

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".jpg", ".jpeg", ".webp", ".tga"}
 
 
@@ -29,7 +29,9 @@ class Reporter:
 
     def error(self, where: str, error: BaseException | str) -> None:
         self.failed += 1
-        message = str(error) if str(error) else type(error).__name__
+        from .jobs import describe
+
+        message = describe(error)
         if where and not message.startswith(where):
             message = f"{where}: {message}"
         click.echo(f"nzip: {message}", err=True)
@@ -54,8 +56,13 @@ def _run(ctx: click.Context, body) -> None:
     obj = ctx.obj
     signal.signal(signal.SIGTERM, on_sigterm)
     reporter = Reporter(obj["debug"], obj.get("quiet", False))
+    from .codecs import UnknownCodecError
+
     try:
         body(reporter)
+    except UnknownCodecError as error:  # a usage error: the option's value
+        click.echo(f"nzip: {error}", err=True)
+        sys.exit(EXIT_USAGE)
     except (KeyboardInterrupt, Interrupted):
         click.echo("nzip: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -81,10 +88,12 @@ def main(ctx, debug, threads):
 
 
 def _set_threads() -> None:
-    if os.environ.get("NZIP_THREADS"):
-        import torch
+    """Torch's thread count, only if torch is already loaded (codecs that load it later
+    apply NZIP_THREADS themselves; the local codec never loads it)."""
+    if "torch" in sys.modules:
+        from .threads import configure_torch
 
-        torch.set_num_threads(int(os.environ["NZIP_THREADS"]))
+        configure_torch()
 
 
 def _expand(paths: tuple[str, ...], reporter: Reporter, allow_dirs: bool) -> list[Path]:
@@ -131,10 +140,13 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
     ctx.obj["quiet"] = quiet
 
     def body(reporter: Reporter):
-        from . import api, jobs as file_jobs
+        from . import api, codecs, jobs as file_jobs
         from .images import DEFAULT_MAX_PIXELS, read_image, write_atomic
 
         _set_threads()
+        if model != api.AUTO and model not in codecs.BY_NAME:  # a usage error, before any file
+            raise codecs.UnknownCodecError(f"unknown codec {model!r} (available: auto, "
+                                           f"{', '.join(s.name for s in codecs.available_specs())})")
         archive = output is not None and (len(inputs) > 1 or any(Path(p).is_dir() for p in inputs))
         paths = _expand(inputs, reporter, allow_dirs=archive)
         if to_stdout and (len(paths) != 1 or output):
@@ -237,8 +249,9 @@ def info(ctx, inputs, as_json):
                 click.echo(json.dumps({"file": str(path), **details}))
                 continue
             click.echo(f"{path}:")
+            model = f"model {details['model_version']}" if details.get("model_version") else "no model"
             click.echo(f"  format version {details['format_version']}, codec {details['codec']} (id {details['codec_id']}), "
-                       f"model hash {details['model_hash']}")
+                       f"{model} (hash {details['model_hash']})")
             kind = "archive" + (", chained (bits-back)" if details["chained"] else "") if details["archive"] else "single image"
             click.echo(f"  {kind}, {details['file_bytes']} bytes, {details['bits_per_subpixel']:.3f} bits/sub-pixel overall")
             for image in details["images"]:
@@ -268,7 +281,7 @@ def models(ctx):
         from . import codecs
 
         results = benchmark_results()
-        click.echo(f"{'name':10} {'id':>3} {'kind':9} {'coded bpd':>9} {'NLL bpd':>8}  description")
+        click.echo(f"{'name':11} {'id':>3} {'kind':9} {'coded bpd':>9} {'NLL bpd':>8}  description")
         for spec in codecs.SPECS:
             available = codecs.spec_available(spec)
             # a bits-back codec is measured as one archive (single files pay the initial bits)
@@ -278,10 +291,18 @@ def models(ctx):
             nll = f"{r['nll_bpd']:.3f}" if r.get("nll_bpd") is not None else "-"
             note = "" if available else "  [weights not installed]"
             mark = " (bpd: all images as one archive)" if archive else ""
-            click.echo(f"{spec.name:10} {spec.codec_id:>3} {spec.kind:9} {bpd:>9} {nll:>8}  {spec.description}{mark}{note}")
-        click.echo(f"{'auto':10} {'':>3} {'selector':9} {'':>9} {'':>8}  smallest file among the codecs above, per image (default)")
+            click.echo(f"{spec.name:11} {spec.codec_id:>3} {spec.kind:9} {bpd:>9} {nll:>8}  {spec.description}{mark}{note}")
+            if spec.model:
+                from .registry import installed_versions
+
+                versions = installed_versions(spec.model)
+                for version in versions:
+                    default = "  (default for -m " + spec.name + ")" if version is versions[-1] else ""
+                    click.echo(f"{'':11} {'':>3}   version {version.version}, weights {version.sha256[:8]}{default}")
+        click.echo(f"{'auto':11} {'':>3} {'selector':9} {'':>9} {'':>8}  smallest file among the codecs above, per image (default)")
         if results:
-            click.echo("bpd: CIFAR-10 test set, all 10,000 images, from benchmarks/results/cifar10.json")
+            click.echo("bpd: CIFAR-10 test set, all 10,000 images, from benchmarks/results/cifar10.json; "
+                       "files made with any listed version decode, the default version encodes")
 
     _run(ctx, body)
 
@@ -378,19 +399,41 @@ def train(family, args):
 @click.option("--name", required=True, help="Shipped model name, e.g. pixelcnn.")
 @click.option("--data", help="CIFAR-10 path (for the test NLL on the card).")
 @click.option("--eval-images", type=int, default=None, help="Test images for the card's NLL (default all).")
+@click.option("--version", "version", type=click.IntRange(1), default=None,
+              help="Model version to write (default: one above the newest installed; existing versions are frozen).")
 @click.pass_context
-def export(ctx, run_dir, name, data, eval_images):
-    """Export a training run's EMA weights to models/NAME.safetensors + NAME.json."""
+def export(ctx, run_dir, name, data, eval_images, version):
+    """Export a training run's EMA weights as a new model version: models/NAME-vN.safetensors + .json."""
 
     def body(reporter: Reporter):
         from .export import export_run
 
-        card = export_run(Path(run_dir), name, data, eval_images)
-        reporter.say(f"exported {name}: test NLL {card['test_nll_bpd']['float']:.4f} bpd (float, "
-                     f"{card['test_nll_bpd']['images']} images), sha256 {card['sha256'][:12]}")
+        card = export_run(Path(run_dir), name, data, eval_images, version=version)
+        exact = card["test_nll_bpd"].get("exact")
+        reporter.say(f"exported {name} v{card['version']}: test NLL {card['test_nll_bpd']['float']:.4f} bpd (float"
+                     + (f", exact {exact:.4f}" if exact is not None else "")
+                     + f", {card['test_nll_bpd']['images']} images), sha256 {card['sha256'][:12]}")
 
     _run(ctx, body)
 
 
+def entry() -> None:
+    """The ``nzip`` executable: click's usage errors in nzip's one-line style, exit code 2."""
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.exceptions.Abort:
+        click.echo("nzip: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.UsageError as error:
+        hint = f" (see `nzip {error.ctx.command_path.split(' ', 1)[1]} --help`)" if error.ctx and " " in error.ctx.command_path else " (see `nzip --help`)"
+        click.echo(f"nzip: {error.format_message()}{hint}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as error:
+        click.echo(f"nzip: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()

@@ -235,6 +235,11 @@ def seed_words(n_words: int, seed: int) -> np.ndarray:
     return words
 
 
+def _check_intervals(left: np.ndarray, frequency: np.ndarray) -> None:
+    if np.any(frequency < 1) or np.any(left < 0) or np.any(left + frequency > TOTAL):
+        raise CodingError("symbol interval outside the 24-bit range")
+
+
 class BatchAnsEncoder:
     """Pushes symbols onto many independent ANS streams at once (one symbol per stream per
     call), each given by its interval: left cumulative and frequency out of 2**24.
@@ -256,8 +261,24 @@ class BatchAnsEncoder:
         frequency``, ``left + frequency <= 2**24``."""
         left = np.asarray(left, dtype=np.int64)
         frequency = np.asarray(frequency, dtype=np.int64)
-        if np.any(frequency < 1) or np.any(left < 0) or np.any(left + frequency > TOTAL):
-            raise CodingError("symbol interval outside the 24-bit range")
+        _check_intervals(left, frequency)
+        self._push(left, frequency, active)
+
+    def push_sequences(self, left: np.ndarray, frequency: np.ndarray, lengths: np.ndarray) -> None:
+        """Push each stream's whole sequence of symbols so that they pop in order: row i of
+        ``left`` / ``frequency`` [n, L] holds stream i's first ``lengths[i]`` symbols in
+        decoding order (the rest is ignored). Same words as pushing them one by one."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        shortest = int(lengths.min(initial=0))
+        for k in range(left.shape[1] - 1, -1, -1):  # column by column: no int64 copy of the whole
+            column_left = left[:, k].astype(np.int64)
+            column_frequency = frequency[:, k].astype(np.int64)
+            active = None if k < shortest else k < lengths
+            rows = slice(None) if active is None else active
+            _check_intervals(column_left[rows], column_frequency[rows])
+            self._push(column_left, column_frequency, active)
+
+    def _push(self, left: np.ndarray, frequency: np.ndarray, active: np.ndarray | None) -> None:
         state = self._state
         p = frequency.astype(np.uint64)
         flush = (state >> np.uint64(64 - PRECISION)) >= p
@@ -320,10 +341,30 @@ class BatchAnsDecoder:
     def __len__(self) -> int:
         return len(self._state)
 
-    def quantiles(self) -> np.ndarray:
+    def quantiles(self, streams: np.ndarray | None = None) -> np.ndarray:
         """Each stream's current quantile (int64, 0 .. 2**24 - 1): the symbol to pop next is
-        the one whose interval contains it."""
-        return (self._state & np.uint64(TOTAL - 1)).astype(np.int64)
+        the one whose interval contains it. ``streams``: only these (distinct) streams."""
+        state = self._state if streams is None else self._state[streams]
+        return (state & np.uint64(TOTAL - 1)).astype(np.int64)
+
+    def buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(state uint64, next word index, first word index, words uint64), the arrays an
+        accelerator pops from in place (contiguous; the same rules as :meth:`advance`)."""
+        return self._state, self._next, self._begin, self._words
+
+    def advance_streams(self, streams: np.ndarray, left: np.ndarray, frequency: np.ndarray) -> None:
+        """:meth:`advance` for the distinct ``streams`` (indices) only, one symbol each."""
+        state = self._state[streams]
+        following = self._next[streams]
+        quantile = state & np.uint64(TOTAL - 1)
+        new_state = (state >> np.uint64(PRECISION)) * np.asarray(frequency, np.int64).astype(np.uint64) + (
+            quantile - np.asarray(left, np.int64).astype(np.uint64))
+        refill = (new_state < np.uint64(1 << 32)) & (following >= self._begin[streams])
+        if np.any(refill):
+            word = self._words[np.where(refill, following, len(self._words) - 1)]
+            new_state = np.where(refill, (new_state << np.uint64(32)) | word, new_state)
+            self._next[streams] = np.where(refill, following - 1, following)
+        self._state[streams] = new_state
 
     def advance(self, left: np.ndarray, frequency: np.ndarray, active: np.ndarray | None = None) -> None:
         """Pop the symbol whose interval ``[left, left + frequency)`` contains the quantile

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # torch is imported by the float functions only: the exact coders need none
+    import torch
 
 LOG_SCALE_MIN = -7.0  # as in PixelCNN++: narrower logistics gain nothing at 8-bit resolution
 
@@ -56,6 +57,9 @@ def mixture_log_likelihood(params: torch.Tensor, x: torch.Tensor, layout: Mixtur
     float32 the density at the bin centre times the bin width stands in, as in PixelCNN++;
     the coded size is always measured from the exact integer tables, never from this value.
     """
+    import torch
+    import torch.nn.functional as F
+
     params = params.float()
     x = x.float()
     b, _, h, w = params.shape
@@ -97,6 +101,9 @@ def bits_per_dim(log_likelihood_nats: torch.Tensor, dims_per_item: int) -> torch
 def log_bin_probability(upper: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
     """log(sigmoid(upper) - sigmoid(lower)) for upper > lower, accurate in both tails
     (computed on the side of the smaller tail mass)."""
+    import torch
+    import torch.nn.functional as F
+
     left = (upper + lower) <= 0
     a = torch.where(left, F.logsigmoid(upper), F.logsigmoid(-lower))
     b = torch.where(left, F.logsigmoid(lower), F.logsigmoid(-upper))
@@ -111,6 +118,8 @@ def latent_log_likelihood(params: torch.Tensor, z: torch.Tensor, mixtures: int) 
     log_scales]`` of K each at channel offset ``3K c``; means and scales are in units of
     127.5 latent steps (as pixels in [-1, 1]). ``z``: [B, C, H, W]. Returns [B, C, H, W].
     The exact coder (:mod:`neuralzip.exact.latent`) implements the same distribution."""
+    import torch
+
     b, c, h, w = z.shape
     p = params.float().reshape(b, c, 3, mixtures, h, w)
     logits, means, log_scales = p[:, :, 0], p[:, :, 1] * 127.5, p[:, :, 2].clamp(min=LOG_SCALE_MIN)

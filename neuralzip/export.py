@@ -21,7 +21,9 @@ from safetensors.torch import load_file, save_file
 from .data import load_cifar10, spread_subset
 from .registry import families, models_dir, sha256_file
 
-CODEC_IDS = {"pixelcnn": 16, "flow": 32, "vae": 48}
+CODEC_IDS = {"pixelcnn": 16, "flow": 32, "vae": 48, "local": 64}
+NAMED_CODEC_IDS = {"local-photo": 65}  # models of a family shipped under a codec name of their own
+CALIBRATION_IMAGES = 2000  # training images that set the local model's 8-bit activation scales
 
 
 def evaluate_float(model, images: np.ndarray, batch: int = 200) -> float:
@@ -35,7 +37,20 @@ def evaluate_float(model, images: np.ndarray, batch: int = 200) -> float:
 
 
 def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: int | None = None,
-               directory: Path | None = None) -> dict:
+               directory: Path | None = None, version: int | None = None, calibration: np.ndarray | None = None,
+               test_images: np.ndarray | None = None, data_note: str | None = None) -> dict:
+    """Write the run's EMA weights as model ``name`` version ``version`` (default: one
+    above the newest installed; an existing version is never overwritten: shipped
+    versions are frozen). ``calibration``/``test_images`` replace the CIFAR-10 sets for
+    models trained on other data (``data_note`` says what)."""
+    from .registry import installed_versions, version_stem
+
+    directory = directory or models_dir()
+    existing = installed_versions(name, directory)
+    version = version or (existing[-1].version + 1 if existing else 1)
+    stem = version_stem(name, version)
+    if (directory / f"{stem}.json").exists() or (directory / f"{stem}.safetensors").exists():
+        raise FileExistsError(f"{directory / stem}: version {version} of {name} exists (shipped versions are frozen)")
     meta = json.loads((run_dir / "checkpoint.json").read_text())
     family = families()[meta["family"]]
     config = family.config_class.from_dict(meta["config"])
@@ -55,9 +70,23 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
         from .codecs.bitsback import BitsBackCodec
 
         out.update(BitsBackCodec.from_float(model).integer_tensors())
-    test = load_cifar10("test", data)
-    indices = spread_subset(len(test), eval_images or len(test), seed=1)
-    bpd = evaluate_float(model, test.images[indices])
+    if test_images is None:
+        test = load_cifar10("test", data)
+        indices = spread_subset(len(test), eval_images or len(test), seed=1)
+        test_images = test.images[indices]
+    bpd = evaluate_float(model, test_images)
+    coded = {}
+    if meta["family"] == "local":
+        from .codecs.local import LocalCodec
+
+        if calibration is None:
+            train = load_cifar10("train", data)
+            calibration = train.images[spread_subset(len(train), CALIBRATION_IMAGES, seed=3)]
+        codec = LocalCodec.from_float(model, calibration)
+        out.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in codec.integer_tensors().items()})
+        coded = {"exact": round(codec.nll_bits_per_subpixel(test_images), 5),
+                 "exact_note": "ideal code length of the exact integer model (what the coder pays before its few "
+                               "bits of stream overhead)"}
     extra = {}
     if hasattr(model, "iw_nll_nats"):  # latent-variable model: a tighter estimate of -log p(x)
         subset = test.images[spread_subset(len(test), min(1000, len(test)), seed=2)]
@@ -66,20 +95,20 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
                        for i in range(0, len(subset), 50))
         extra = {"iw16_nll": round(nats / (subset.size * math.log(2)), 5), "iw_images": len(subset),
                  "note": "float: negative ELBO (EMA weights); iw16_nll: 16-sample importance-weighted estimate of -log p(x)"}
-    directory = directory or models_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / f"{name}.safetensors"
+    weights = directory / f"{stem}.safetensors"
     tmp = weights.with_suffix(".tmp")
     save_file(out, str(tmp))
     os.replace(tmp, weights)
     card = {
         "name": name,
         "family": meta["family"],
-        "codec_id": CODEC_IDS[meta["family"]],
+        "codec_id": NAMED_CODEC_IDS.get(name, CODEC_IDS[meta["family"]]),
+        "version": version,
         "config": config.to_dict(),
         "weights": weights.name,
         "sha256": sha256_file(weights),
-        "data": "CIFAR-10 training set (50,000 images, 32x32 RGB)",
+        "data": data_note or "CIFAR-10 training set (50,000 images, 32x32 RGB)",
         "training": {
             "steps": meta["step"],
             "epochs": round(meta["epochs"], 3),
@@ -87,11 +116,11 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
             "settings": meta["settings"],
             "history": meta.get("history", []),
         },
-        "test_nll_bpd": {"float": round(bpd, 5), "images": int(len(indices)),
-                         "note": "EMA weights, float32 evaluation; coded bpd is in benchmarks/results", **extra},
+        "test_nll_bpd": {"float": round(bpd, 5), "images": int(len(test_images)),
+                         "note": "EMA weights, float32 evaluation; coded bpd is in benchmarks/results", **coded, **extra},
         "exported": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    card_file = directory / f"{name}.json"
+    card_file = directory / f"{stem}.json"
     tmp = card_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(card, indent=1) + "\n")
     os.replace(tmp, card_file)

@@ -149,10 +149,20 @@ def decode_image_bytes(data: bytes, label: str = "input", max_pixels: int = DEFA
     except Image.UnidentifiedImageError:
         raise ImageError(f"{label}: not an image file (format not recognised)") from None
     except Exception as error:  # Pillow and its plugins (JPEG-XL's raises RuntimeError) fail in many ways
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ImageError(f"{label}: damaged or truncated image ({reason})") from None
+        raise ImageError(f"{label}: {_damage(error)}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
+
+
+def _damage(error: BaseException) -> str:
+    """A reader's failure in plain words, without the library's nested details."""
+    import re
+
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    reason = re.sub(r"\s*\([^()]*\)", "", reason).strip().rstrip(".") or type(error).__name__
+    if "truncat" in reason.lower():
+        return "the image file is truncated"
+    return f"damaged image ({reason})"
 
 
 def _refuse_reduced_depth(im: Image.Image, label: str) -> None:
@@ -175,7 +185,7 @@ def _read_wide_png(data: bytes, label: str, max_pixels: int) -> PixelImage:
     try:
         array = np.asarray(imagecodecs.png_decode(data))
     except Exception as error:  # imagecodecs raises its own error types
-        raise ImageError(f"{label}: damaged or truncated image ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+        raise ImageError(f"{label}: {_damage(error)}") from None
     if array.dtype != np.uint16 or array.ndim != 3 or array.shape[2] not in WIDE_MODES:
         raise ImageError(f"{label}: unexpected 16-bit PNG layout {array.dtype} {array.shape}")
     return PixelImage(WIDE_MODES[array.shape[2]], np.ascontiguousarray(array))
@@ -246,15 +256,25 @@ def png_bytes(image: PixelImage, optimize: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> None:
+def default_file_mode() -> int:
+    """The permission bits a new file gets here: 0o666 less the umask (as open() gives)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False,
+                 like: str | os.PathLike | None = None) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename.
 
     Refuses (FileExistsError) to replace an existing file unless ``overwrite``. On any
     failure (including KeyboardInterrupt) the temporary file is removed and ``path`` is
-    untouched."""
+    untouched. The file gets ``like``'s permission bits and modification time (as gzip
+    gives its output the input's), else the umask's default mode."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists (use -f to overwrite)")
+    source = os.stat(like) if like is not None else None
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
     try:
@@ -262,6 +282,9 @@ def write_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) 
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, (source.st_mode & 0o7777) if source is not None else default_file_mode())
+        if source is not None:
+            os.utime(tmp, ns=(source.st_atime_ns, source.st_mtime_ns))
         if overwrite:
             os.replace(tmp, path)
         else:

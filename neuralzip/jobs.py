@@ -49,6 +49,15 @@ def known_errors():
     return (FormatError, ImageError, ModelError, UnsupportedImageError, UnknownCodecError, DataError, OSError)
 
 
+def describe(error: BaseException | str) -> str:
+    """One line, in words: OSErrors as "FILE: what went wrong" without errno codes."""
+    if isinstance(error, OSError) and error.strerror and error.args and isinstance(error.args[0], int):
+        text = error.strerror[0].lower() + error.strerror[1:]
+        return f"{error.filename}: {text}" if error.filename else text
+    text = str(error) if str(error) else type(error).__name__
+    return text.splitlines()[0]
+
+
 def ratio_line(label: str, data_len: int, subpixels: int, input_len: int | None) -> str:
     bits = 8 * data_len / subpixels if subpixels else 0.0
     line = f"{label}: {data_len} bytes, {bits:.3f} bits/sub-pixel"
@@ -92,25 +101,25 @@ def compress_files(paths: list[Path], options: Options) -> list[Message]:
                 messages.append(Message(False, str(path), f"note: {', '.join(image.dropped_metadata)} not stored (pixels only)"))
             loaded.append((path, image))
         except errors as error:
-            messages.append(Message(True, str(path), str(error)))
+            messages.append(Message(True, str(path), describe(error)))
     batch = 1 if codec is not None and codec.kind == "classical" else NEURAL_BATCH
     for start in range(0, len(loaded), batch):
         chunk = loaded[start : start + batch]
         try:
             results = api.compress_batch([image for _, image in chunk], options.model, options.budget)
         except errors as error:
-            messages += [Message(True, str(path), str(error)) for path, _ in chunk]
+            messages += [Message(True, str(path), describe(error)) for path, _ in chunk]
             continue
         for (path, image), result in zip(chunk, results):
             if options.verbose and result.choice is not None:
                 messages.append(Message(False, str(path), result.choice.explain(image.subpixels)))
             target = options.output or f"{path}.nzip"
             try:
-                write_atomic(target, result.data, overwrite=options.force)
+                write_atomic(target, result.data, overwrite=options.force, like=path)
                 messages.append(Message(False, "", ratio_line(f"{path} -> {target}", len(result.data),
                                                                image.subpixels, path.stat().st_size)))
             except errors as error:
-                messages.append(Message(True, str(target), str(error)))
+                messages.append(Message(True, str(target), describe(error)))
     return messages
 
 
@@ -130,7 +139,7 @@ def decompress_files(paths: list[Path], options: Options) -> list[Message]:
                 raise IsADirectoryError(f"{path}: is a directory")
             parsed.append((path, unpack(path.read_bytes())))
         except errors as error:
-            messages.append(Message(True, str(path), str(error)))
+            messages.append(Message(True, str(path), describe(error)))
     started = time.perf_counter()
     decoded = api.decode_containers([container for _, container in parsed], options.max_pixels or DEFAULT_MAX_PIXELS)
     elapsed = (time.perf_counter() - started) / max(1, len(parsed))
@@ -146,20 +155,20 @@ def decompress_files(paths: list[Path], options: Options) -> list[Message]:
                 for index, (name, image) in enumerate(images):
                     target = directory / safe_entry_name(name, index)
                     try:
-                        write_atomic(target, png_bytes(image), overwrite=options.force)
+                        write_atomic(target, png_bytes(image), overwrite=options.force)  # no input of its own: the umask default
                         written += 1
                     except errors as error:
-                        messages.append(Message(True, str(target), str(error)))
+                        messages.append(Message(True, str(target), describe(error)))
                 messages.append(Message(False, "", f"{path} -> {directory}/: {written} of {len(images)} images "
                                                    f"({elapsed:.2f} s)"))
             else:
                 image = images[0][1]
                 target = Path(options.output) if options.output else default_decompressed_name(path)
-                write_atomic(target, png_bytes(image), overwrite=options.force)
+                write_atomic(target, png_bytes(image), overwrite=options.force, like=path)
                 messages.append(Message(False, "", f"{path} -> {target}: {image.width}x{image.height} {image.mode}, "
                                                    f"exact, checksum verified ({elapsed:.2f} s)"))
         except errors as error:
-            messages.append(Message(True, str(path), str(error)))
+            messages.append(Message(True, str(path), describe(error)))
     return messages
 
 
@@ -173,10 +182,7 @@ def on_sigterm(signum, frame):
 
 def _worker_init(threads: int) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
-    os.environ["NZIP_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+    os.environ["NZIP_THREADS"] = str(threads)  # codecs apply it when built (torch only if they use it)
 
 
 def run(function, paths: list[Path], options: Options, jobs: int = 1):

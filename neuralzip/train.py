@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .data import load_cifar10, spread_subset
+from .data import ImageSet, load_cifar10, spread_subset
 from .progress import progress
 from .registry import FAMILY_NAMES, families
 
@@ -54,7 +54,31 @@ class TrainSettings:
     max_steps: int | None = None
     time_limit_minutes: float | None = None
     flip: bool = False
+    photos: str | None = None  # a corpus of neuralzip.photoset: train on its crops (with CIFAR-10)
+    photo_crops: int = 200_000  # 32x32 crops of the training photographs
+    photo_test_crops: int = 5_000  # crops of the held-out photographs: the test set
+    with_cifar: bool = True  # photographs mixed with the CIFAR-10 training set
     extra: dict = field(default_factory=dict)
+
+
+def training_data(settings: TrainSettings, data_path=None) -> tuple[ImageSet, ImageSet]:
+    """(train, test) sets: CIFAR-10, or with ``settings.photos`` 32x32 crops of the corpus's
+    training photographs (plus CIFAR-10's training set unless ``with_cifar`` is off) and
+    crops of its held-out photographs as the test set. Crops are drawn with fixed seeds, so a
+    resumed run sees the same data."""
+    if not settings.photos:
+        return load_cifar10("train", data_path), load_cifar10("test", data_path)
+    from .photoset import load_photos, random_crops
+
+    def as_set(images: np.ndarray, label: str) -> ImageSet:
+        return ImageSet(images, np.zeros(len(images), np.int64), [f"{label}/{i}" for i in range(len(images))])
+
+    crops = random_crops(load_photos(Path(settings.photos), "train"), settings.photo_crops, seed=settings.seed)
+    test = as_set(random_crops(load_photos(Path(settings.photos), "test"), settings.photo_test_crops, seed=12345), "photo-test")
+    if settings.with_cifar:
+        cifar = load_cifar10("train", data_path)
+        crops = np.concatenate([cifar.images, crops])
+    return as_set(crops, "train"), test
 
 
 class Trainer:
@@ -67,8 +91,7 @@ class Trainer:
         self.settings = settings
         torch.set_num_threads(settings.threads)
         torch.manual_seed(settings.seed)
-        self.train_set = load_cifar10("train", data_path)
-        self.test_set = load_cifar10("test", data_path)
+        self.train_set, self.test_set = training_data(settings, data_path)
         self.config = config
         self.model = self.family.model_class(config).to(memory_format=torch.channels_last)
         self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

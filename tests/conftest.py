@@ -37,6 +37,39 @@ def tiny_pixelcnn():
     return PixelCNNCodec.from_float(model)
 
 
+def tiny_local_model(seed: int = 0, **sizes):
+    """A tiny random local autoregressive model (float), perturbed so it is not uniform."""
+    from neuralzip.nets.local import LocalConfig, LocalModel
+
+    torch.manual_seed(seed)
+    model = LocalModel(LocalConfig(**{"width": 16, "mixtures": 3, **sizes}), seed=seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_local():
+    """A local autoregressive codec with a tiny random (untrained) network."""
+    from neuralzip.codecs.local import LocalCodec
+
+    calibration = np.stack([smooth_image(12, 12, seed=s) for s in range(4)])
+    return LocalCodec.from_float(tiny_local_model(), calibration)
+
+
+@pytest.fixture
+def tiny_codecs(tiny_pixelcnn, tiny_flow, tiny_vae, tiny_local):
+    """Every neural codec name served by a tiny model (local-photo shares the local one's)."""
+    from neuralzip import codecs
+    from neuralzip.codecs.local import LocalCodec
+
+    photo = LocalCodec(tiny_local.config, tiny_local.network, tiny_local.model_hash, name="local-photo", codec_id=65)
+    for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1], tiny_local, photo):
+        codecs.register(codec)
+    return {codec.name: codec for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1], tiny_local, photo)}
+
+
 @pytest.fixture(scope="session")
 def sample_image() -> PixelImage:
     return read_image(SAMPLE)

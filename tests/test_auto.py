@@ -26,9 +26,7 @@ def _image(mode: str, h: int, w: int, seed: int) -> PixelImage:
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "1", "I;16", "RGB;16"])
-def test_auto_round_trips_every_mode_at_odd_sizes(tiny_pixelcnn, tiny_flow, tiny_vae, monkeypatch, mode):
-    for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1]):
-        codecs.register(codec)
+def test_auto_round_trips_every_mode_at_odd_sizes(tiny_codecs, monkeypatch, mode):
     monkeypatch.setattr(codecs, "spec_available", lambda spec: True)  # the tiny model stands in for the shipped one
     for i, (h, w) in enumerate(SIZES):
         image = _image(mode, h, w, i)
@@ -42,9 +40,7 @@ def test_auto_round_trips_every_mode_at_odd_sizes(tiny_pixelcnn, tiny_flow, tiny
         assert len(data) <= min(len(c) for c in classical)
 
 
-def test_auto_explains_its_choice(tiny_pixelcnn, tiny_flow, tiny_vae, monkeypatch):
-    for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1]):
-        codecs.register(codec)
+def test_auto_explains_its_choice(tiny_codecs, monkeypatch):
     monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
     image = _image("RGB", 8, 8, 3)
     result = api.compress_batch([image], "auto")[0]
@@ -62,11 +58,9 @@ def test_decoder_refuses_images_above_the_pixel_limit():
         api.decode_container(__import__("neuralzip.container", fromlist=["unpack"]).unpack(data), max_pixels=100)
 
 
-def test_classical_codecs_come_first_and_slow_decoders_are_skipped(tiny_pixelcnn, tiny_flow, tiny_vae, monkeypatch):
+def test_classical_codecs_come_first_and_slow_decoders_are_skipped(tiny_codecs, monkeypatch):
     from neuralzip import auto
 
-    for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1]):
-        codecs.register(codec)
     monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
     assert auto.candidates()[:4] == ["jxl", "webp", "j2k", "png"]
     image = _image("RGB", 16, 16, 5)
@@ -75,3 +69,17 @@ def test_classical_codecs_come_first_and_slow_decoders_are_skipped(tiny_pixelcnn
     choice = api.compress_batch([image], "auto", budget=10)[0].choice
     assert "pixelcnn" not in choice.sizes and "to decode" in choice.skipped["pixelcnn"]
     assert {"jxl", "webp", "j2k", "png"} <= set(choice.sizes)
+
+
+def test_large_images_estimate_before_coding(tiny_codecs, monkeypatch):
+    """On an image above the sample size, codecs that cannot win are estimated, not coded."""
+    from neuralzip import auto
+
+    monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
+    image = PixelImage("RGB", smooth_image(auto.SAMPLE_SIDE + 8, auto.SAMPLE_SIDE + 40, 3, 2))
+    choice = api.compress_batch([image], "auto")[0].choice
+    assert "jxl" in choice.sizes  # the first codec always codes in full
+    estimated = [name for name, why in choice.skipped.items() if "from a sample" in why]
+    assert estimated  # the tiny random models cannot beat JPEG-XL, and were not coded in full
+    assert not set(estimated) & set(choice.sizes)
+    assert len(api.compress_batch([image], "auto")[0].data) <= len(api.compress(image, model="jxl"))

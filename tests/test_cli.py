@@ -21,9 +21,7 @@ from .conftest import SAMPLE, smooth_image
 
 
 @pytest.fixture
-def workdir(tmp_path, tiny_pixelcnn, tiny_flow, tiny_vae):
-    for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1]):  # the CLI runs in-process: tiny models
-        codecs.register(codec)
+def workdir(tmp_path, tiny_codecs):  # the CLI runs in-process: tiny models
     shutil.copy(SAMPLE, tmp_path / "hopper.png")
     Image.fromarray(smooth_image(10, 13)).save(tmp_path / "small.png")
     os.chdir(tmp_path)
@@ -39,7 +37,7 @@ def _same_pixels(a, b):
     return x.mode == y.mode and np.array_equal(x.pixels, y.pixels)
 
 
-@pytest.mark.parametrize("model", ["png", "webp", "jxl", "j2k", "pixelcnn", "flow", "vae"])
+@pytest.mark.parametrize("model", ["png", "webp", "jxl", "j2k", "pixelcnn", "flow", "vae", "local"])
 def test_round_trip_every_codec(workdir, model):
     result = run("compress", "-m", model, "small.png")
     assert result.exit_code == 0, result.output
@@ -148,7 +146,8 @@ def test_model_hash_mismatch_is_reported(workdir, tiny_pixelcnn):
     data[6] ^= 0xFF  # first byte of the model hash
     (workdir / "other.nzip").write_bytes(bytes(data))
     result = run("decompress", "other.nzip")
-    assert result.exit_code == 1 and "other pixelcnn weights" in result.stderr
+    assert result.exit_code == 1 and "needs model 'pixelcnn': weights with hash" in result.stderr
+    assert "are not installed (installed versions: v1" in result.stderr
 
 
 def test_sigterm_leaves_no_partial_output(tmp_path):
@@ -228,3 +227,40 @@ def test_parallel_jobs_and_concurrent_commands(tmp_path):
     for name in names:
         assert _same_pixels(tmp_path / f"orig-{name}", tmp_path / name)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_outputs_follow_the_input_mode_and_time(workdir):
+    os.chmod("small.png", 0o640)
+    os.utime("small.png", (1_600_000_000, 1_600_000_000))
+    assert run("compress", "-m", "png", "small.png").exit_code == 0
+    made = os.stat("small.png.nzip")
+    assert made.st_mode & 0o777 == 0o640 and int(made.st_mtime) == 1_600_000_000
+    os.chmod("small.png.nzip", 0o604)
+    assert run("decompress", "small.png.nzip", "-o", "back.png").exit_code == 0
+    assert os.stat("back.png").st_mode & 0o777 == 0o604
+    old = os.umask(0o027)
+    try:
+        assert run("compress", "-m", "png", "small.png", "hopper.png", "-o", "set.nzip").exit_code == 0
+    finally:
+        os.umask(old)
+    assert os.stat("set.nzip").st_mode & 0o777 == 0o640  # no single input: the umask's default
+
+
+def test_usage_errors_exit_2_and_errors_are_one_plain_line(workdir):
+    result = run("compress", "-m", "foo", "small.png")
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        result.stderr.strip().splitlines()[0]) and result.stderr.startswith("nzip: unknown codec 'foo'")
+    result = run("decompress", "nosuch.nzip")
+    assert result.exit_code == 1 and result.stderr.strip() == "nzip: nosuch.nzip: no such file or directory"
+    (workdir / "cut.png").write_bytes((workdir / "small.png").read_bytes()[:60])
+    result = run("compress", "cut.png")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("nzip: cut.png: ") and "Errno" not in lines[0]
+
+
+def test_the_executable_reports_click_usage_errors_in_nzip_style(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "neuralzip.cli", "compress", "--bogus"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("nzip: No such option '--bogus'")

@@ -53,7 +53,7 @@ def test_export_load_and_tamper(tiny_cifar, tmp_path):
                        "batch_size=4", "max_steps=1", "threads=1", "autocast=false", "eval_every_steps=100"]) == 0
     models = tmp_path / "models"
     card = export_run(run, "tiny", str(tiny_cifar), directory=models)
-    assert card["codec_id"] == 16 and card["training"]["steps"] == 1 and card["test_nll_bpd"]["images"] == 6
+    assert card["codec_id"] == 16 and card["version"] == 1 and card["training"]["steps"] == 1 and card["test_nll_bpd"]["images"] == 6
     shipped = load_shipped("tiny", models)
     from neuralzip.codecs.base import ImageShape
     from neuralzip.codecs.pixelcnn import PixelCNNCodec
@@ -63,7 +63,7 @@ def test_export_load_and_tamper(tiny_cifar, tmp_path):
     image = PixelImage("RGB", np.random.default_rng(3).integers(0, 256, (6, 9, 3), dtype=np.uint8))
     payload = codec.encode([image]).payloads[0]
     assert np.array_equal(codec.decode([payload], [ImageShape("RGB", 9, 6)])[0].pixels, image.pixels)
-    weights = models / "tiny.safetensors"
+    weights = models / "tiny-v1.safetensors"
     data = bytearray(weights.read_bytes())
     data[-3] ^= 1
     weights.write_bytes(bytes(data))

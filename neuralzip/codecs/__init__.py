@@ -1,9 +1,11 @@
 """The table of codecs: stable ids, names, and how to build each one.
 
 Ids are written into every .nzip file and are never reused or renumbered: 1-15 classical
-codecs, 16-31 PixelCNN models, 32-47 flows, 48-63 VAEs. A neural codec is listed only when
-its weights are installed. Building a codec is lazy and cached: ``nzip compress --model png``
-never loads torch weights.
+codecs, 16-31 PixelCNN models, 32-47 flows, 48-63 VAEs, 64-79 local autoregressive models.
+A file names its codec id and the hash of the model version that made it; every installed
+version of a model stays decodable (:func:`get_codec` with ``model_hash``), the newest
+encodes. A neural codec is listed only when its weights are installed. Building a codec is
+lazy and cached: ``nzip compress --model png`` never loads torch weights.
 """
 
 from __future__ import annotations
@@ -32,14 +34,26 @@ def _classical(cls_name: str) -> Callable[[], Codec]:
     return build
 
 
-def _neural(module: str, cls_name: str, model: str) -> Callable[[], Codec]:
-    def build():
+def _neural(module: str, cls_name: str, model: str, arrays: str = "torch") -> Callable[..., Codec]:
+    def build(model_hash: bytes | None = None):
         import importlib
 
         from ..registry import load_shipped
+        from ..threads import configure_torch
 
+        configure_torch()
         codec_class = getattr(importlib.import_module(f"{__name__}.{module}"), cls_name)
-        return codec_class.from_shipped(load_shipped(model))
+        return codec_class.from_shipped(load_shipped(model, model_hash=model_hash, arrays=arrays))
+    return build
+
+
+def _local(name: str, codec_id: int) -> Callable[..., Codec]:
+    """A local autoregressive codec; its decoder needs numpy only (no torch import)."""
+    def build(model_hash: bytes | None = None):
+        from ..registry import load_shipped
+        from .local import LocalCodec
+
+        return LocalCodec.from_shipped(load_shipped(name, model_hash=model_hash, arrays="numpy"), name, codec_id)
     return build
 
 
@@ -51,13 +65,17 @@ SPECS = [
     CodecSpec("pixelcnn", 16, "neural", "PixelCNN++, exact integer inference", _neural("pixelcnn", "PixelCNNCodec", "pixelcnn"), "pixelcnn"),
     CodecSpec("flow", 32, "neural", "integer discrete flow, exact integer inference", _neural("flow", "FlowCodec", "flow"), "flow"),
     CodecSpec("vae", 48, "neural", "hierarchical VAE, bits-back ANS", _neural("bitsback", "BitsBackCodec", "vae"), "vae"),
+    CodecSpec("local", 64, "neural", "local autoregressive model (CIFAR-10 weights), wavefront decoding",
+              _local("local", 64), "local"),
+    CodecSpec("local-photo", 65, "neural", "local autoregressive model (weights for photographs)",
+              _local("local-photo", 65), "local-photo"),
 ]
 BY_NAME = {spec.name: spec for spec in SPECS}
 BY_ID = {spec.codec_id: spec for spec in SPECS}
 DEFAULT_CODEC = "pixelcnn"
 FALLBACK_CODEC = "jxl"  # used while no neural model is installed
 
-_cache: dict[str, Codec] = {}
+_cache: dict[tuple[str, bytes | None], Codec] = {}
 
 
 class UnknownCodecError(Exception):
@@ -81,20 +99,37 @@ def default_codec_name() -> str:
     return spec.name if spec_available(spec) else FALLBACK_CODEC
 
 
-def get_codec(name: str) -> Codec:
-    """The codec called ``name`` (built once); raises UnknownCodecError or a ModelError."""
+def get_codec(name: str, model_hash: bytes | None = None) -> Codec:
+    """The codec called ``name`` (built once): its newest model version, or the installed
+    version whose weights have ``model_hash``. Raises UnknownCodecError or a ModelError."""
     if name not in BY_NAME:
         raise UnknownCodecError(f"unknown codec {name!r} (available: {', '.join(s.name for s in available_specs())})")
-    if name not in _cache:
-        _cache[name] = BY_NAME[name].build()
-    return _cache[name]
+    spec = BY_NAME[name]
+    if spec.model is None:
+        model_hash = None
+    key = (name, model_hash)
+    if key not in _cache:
+        newest = _cache.get((name, None))
+        if model_hash is not None and newest is not None and newest.model_hash == model_hash:
+            _cache[key] = newest
+        else:
+            _cache[key] = spec.build(model_hash) if spec.model else spec.build()
+    return _cache[key]
 
 
 def register(codec: Codec) -> None:
-    """Use ``codec`` for its name and id from now on (tests with tiny models do this)."""
-    _cache[codec.name] = codec
+    """Use ``codec`` for its name (as the newest version) and its model hash from now on
+    (tests with tiny models do this)."""
+    _cache[(codec.name, None)] = codec
+    _cache[(codec.name, codec.model_hash)] = codec
+
+
+def forget(name: str) -> None:
+    """Drop every cached version of ``name`` (tests that swap models)."""
+    for key in [k for k in _cache if k[0] == name]:
+        del _cache[key]
 
 
 __all__ = ["Codec", "Encoded", "ImageShape", "PayloadError", "UnsupportedImageError", "CodecSpec",
            "SPECS", "BY_NAME", "BY_ID", "get_codec", "register", "available_specs", "default_codec_name",
-           "UnknownCodecError", "DEFAULT_CODEC"]
+           "UnknownCodecError", "DEFAULT_CODEC", "forget"]

@@ -39,14 +39,11 @@ from ..images import PixelImage
 from ..progress import progress
 from ..nets.pixelcnn import PixelCNN, PixelCNNConfig, build_pixelcnn
 from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
-from .tiles import join_streams, raise_first_error, read_varint, split_streams, tile_grid
+from .tiles import ALPHA_MODES, COLOUR_CHANNELS, decode_alpha, encode_alpha, join_streams, raise_first_error, split_streams, tile_grid
 
 TILE = 32
 LARGE_TILE = 64
 ENCODE_CHUNK = 32
-COLOUR_CHANNELS = {"RGB": 3, "RGBA": 3, "L": 1, "LA": 1}
-ALPHA_MODES = ("RGBA", "LA")
-ALPHA_CODECS = {1: "png", 3: "jxl"}
 DECODE_BATCH = 1024
 
 
@@ -59,29 +56,6 @@ def tile_side(height: int, width: int) -> int:
 def _several_tiles_possible(height: int, width: int) -> bool:
     """Whether the payload records the tile side (not for images that fit one small tile)."""
     return height > TILE or width > TILE
-
-
-def _encode_alpha(alpha: np.ndarray) -> bytes:
-    """The alpha plane, coded with the smaller of PNG and JPEG-XL: codec id, length, bytes."""
-    from . import get_codec
-
-    plane = PixelImage("L", np.ascontiguousarray(alpha[:, :, None]))
-    options = {cid: get_codec(name).encode([plane]).payloads[0] for cid, name in ALPHA_CODECS.items()}
-    cid = min(options, key=lambda k: len(options[k]))
-    return bytes([cid]) + varint(len(options[cid])) + options[cid]
-
-
-def _decode_alpha(payload: bytes, pos: int, shape: ImageShape) -> tuple[np.ndarray, int]:
-    from . import get_codec
-
-    if pos >= len(payload) or payload[pos] not in ALPHA_CODECS:
-        raise PayloadError("pixelcnn payload has a corrupt alpha plane")
-    cid = payload[pos]
-    length, pos = read_varint(payload, pos + 1, "alpha plane")
-    if len(payload) - pos < length:
-        raise PayloadError("pixelcnn payload is truncated (alpha plane)")
-    plane = get_codec(ALPHA_CODECS[cid]).decode([payload[pos : pos + length]], [ImageShape("L", shape.width, shape.height)])[0]
-    return plane.pixels[:, :, 0], pos + length
 
 
 class PixelCNNCodec(Codec):
@@ -145,7 +119,7 @@ class PixelCNNCodec(Codec):
         for index, image in enumerate(images):
             mine = [i for i, owner in enumerate(owners) if owner == index]
             header = bytes([sides[index] // 4]) if _several_tiles_possible(image.height, image.width) else b""
-            alpha = _encode_alpha(image.pixels[:, :, -1]) if image.mode in ALPHA_MODES else b""
+            alpha = encode_alpha(image.pixels[:, :, -1]) if image.mode in ALPHA_MODES else b""
             payloads.append(header + alpha + join_streams([streams[i] for i in mine]))
             nll.append(float(bits[mine].sum()) + 8 * len(alpha))
         return Encoded(payloads, nll)
@@ -212,7 +186,7 @@ class PixelCNNCodec(Codec):
                 raise PayloadError(f"pixelcnn payload has an invalid tile size {side}")
         alpha = None
         if shape.mode in ALPHA_MODES:
-            alpha, pos = _decode_alpha(payload, pos, shape)
+            alpha, pos = decode_alpha(payload, pos, shape, self.name)
         grid = tile_grid(shape.height, shape.width, side)
         return grid, alpha, split_streams(payload[pos:], len(grid), self.name)
 

@@ -1,4 +1,4 @@
-"""What the neural codecs share: tiling, tile payloads, per-image failures.
+"""What the neural codecs share: tiling, stream payloads, alpha planes, per-image failures.
 
 A neural codec cuts an image into tiles (raster order, edge tiles smaller) and codes each
 tile as its own ANS stream, so that many tiles decode as one batch. A payload holding n
@@ -12,7 +12,13 @@ import numpy as np
 
 from ..coding import CodingError, bytes_to_stream, stream_to_bytes
 from ..container import varint
-from .base import PayloadError
+from ..images import PixelImage
+from .base import ImageShape, PayloadError
+
+# Modes the neural codecs code: colour channels through the model, alpha beside it.
+COLOUR_CHANNELS = {"RGB": 3, "RGBA": 3, "L": 1, "LA": 1}
+ALPHA_MODES = ("RGBA", "LA")
+ALPHA_CODECS = {1: "png", 3: "jxl"}
 
 
 def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
@@ -27,6 +33,30 @@ def pad_tile(tile: np.ndarray, side: int) -> np.ndarray:
     if (h, w) == (side, side):
         return tile
     return np.pad(tile, ((0, side - h), (0, side - w), (0, 0)), mode="edge")
+
+
+def encode_alpha(alpha: np.ndarray) -> bytes:
+    """The alpha plane, coded with the smaller of PNG and JPEG-XL: codec id, length, bytes."""
+    from . import get_codec
+
+    plane = PixelImage("L", np.ascontiguousarray(alpha[:, :, None]))
+    options = {cid: get_codec(name).encode([plane]).payloads[0] for cid, name in ALPHA_CODECS.items()}
+    cid = min(options, key=lambda k: len(options[k]))
+    return bytes([cid]) + varint(len(options[cid])) + options[cid]
+
+
+def decode_alpha(payload: bytes, pos: int, shape: ImageShape, codec: str) -> tuple[np.ndarray, int]:
+    """Inverse of :func:`encode_alpha` at ``pos`` of ``payload``: (alpha plane, next position)."""
+    from . import get_codec
+
+    if pos >= len(payload) or payload[pos] not in ALPHA_CODECS:
+        raise PayloadError(f"{codec} payload has a corrupt alpha plane")
+    cid = payload[pos]
+    length, pos = read_varint(payload, pos + 1, "alpha plane")
+    if len(payload) - pos < length:
+        raise PayloadError(f"{codec} payload is truncated (alpha plane)")
+    plane = get_codec(ALPHA_CODECS[cid]).decode([payload[pos : pos + length]], [ImageShape("L", shape.width, shape.height)])[0]
+    return plane.pixels[:, :, 0], pos + length
 
 
 def read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:

@@ -12,11 +12,10 @@ probability.
 Two ways to code the value in the window, for two kinds of stream:
 
 * **as one symbol** (:meth:`ExactLatentPrior.symbols`, :meth:`~ExactLatentPrior.decode_symbols`),
-  for many independent streams decoded together (the flow, one stream per tile): the
-  24-bit cumulative ``C(i) = i + floor(G(i) / G(L) * (2**24 - L))`` (L = 2**bits; float64
-  division and product of exact integers, correctly rounded, so identical everywhere) is
-  strictly increasing, so every value has frequency >= 1. Encoding needs ``G`` at two edges;
-  decoding finds the value by a binary search on ``C`` and pops once;
+  for many independent streams decoded together (the flow, one stream per tile), with the
+  one-symbol cumulative ``C`` of :class:`~neuralzip.exact.mixture.SymbolTable` (the routine
+  the local codec's pixels use too). Encoding needs ``C`` at two edges; decoding finds the
+  value by a binary search on ``C`` and pops once;
 * **as ``bits`` binary decisions** (:meth:`~ExactLatentPrior.decisions`,
   :meth:`~ExactLatentPrior.decode`), for one stack that pops many latents in a row (bits-back
   coding): a whole level is popped depth by depth, one vectorised pop per depth.
@@ -34,21 +33,19 @@ import numpy as np
 from ..coding import PRECISION, TOTAL
 from ..distributions import MixtureLayout
 from .fixedpoint import ACT_ONE
-from .mixture import BITS, FLOOR, GUARD, MEAN_ONE, Z_SPAN, ChannelParameters, ExactMixture, sigmoid_table
+from .mixture import BITS, MEAN_ONE, ChannelParameters, ExactMixture, SymbolTable
 
 HALF = TOTAL // 2  # a uniform binary decision
 ESCAPE_LIMIT = 1 << 40  # latents this far outside their window are a bug
 
 
 class PreparedRows(NamedTuple):
-    """Per-row tables of :meth:`ExactLatentPrior.prepare` (int64 unless noted)."""
+    """Per-row tables of :meth:`ExactLatentPrior.prepare`."""
 
-    origin: np.ndarray  # [N] window origin
-    weights: np.ndarray  # [N, K] component weights
+    origin: np.ndarray  # [N] window origin (int64)
+    weights: np.ndarray  # [N, K] component weights (int64)
     channel: ChannelParameters
-    slope: np.ndarray  # [N, K]
-    intercept: np.ndarray  # [N, K]
-    total_float: np.ndarray  # [N] G at the window's last edge, as float64 (exact)
+    table: SymbolTable  # the one-symbol cumulative C over the window
 
 
 class ExactLatentPrior:
@@ -117,19 +114,6 @@ class ExactLatentPrior:
         return np.bincount(element, weights=24.0 - np.log2(f), minlength=n)
 
     # ---- one symbol per latent ---------------------------------------------------------------
-    def _cumulative(self, prepared: "PreparedRows", rows, edge: np.ndarray) -> np.ndarray:
-        """``C(edge)`` for interior edges 1 .. L-1 [n] of the ``rows`` of ``prepared``; see the
-        module notes (``C(0) = 0`` and ``C(L) = 2**24`` by definition). Encoder and decoder
-        both compute C only here. ``edge * slope + intercept`` is exactly the integer that
-        :meth:`~neuralzip.exact.mixture.ChannelParameters.component_cdf` shifts, offset so
-        that it indexes the sigmoid table directly."""
-        index = (edge[:, None] * prepared.slope[rows] + prepared.intercept[rows]) >> GUARD
-        np.clip(index, 0, 2 * Z_SPAN, out=index)
-        g = np.einsum("ij,ij->i", sigmoid_table()[index], prepared.weights[rows]) + edge * FLOOR
-        # float64 division and product of exact integers (correctly rounded, so identical on
-        # every machine); g >= 0, so truncation is the floor
-        return edge + (g / prepared.total_float[rows] * float(TOTAL - self.levels)).astype(np.int64)
-
     def symbols(self, params: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
         """The symbols coding latents ``z`` [N] under ``params`` [N, 3K]: (left cumulative
         [N], frequency [N], escapes). Escapes are (row, bit, order) arrays of the uniform
@@ -138,16 +122,14 @@ class ExactLatentPrior:
         prepared = self.prepare(params)
         origin = prepared.origin
         value = np.clip(z - origin, 0, self.levels - 1)
-        everything = slice(None)
-        left = np.where(value == 0, 0, self._cumulative(prepared, everything, np.maximum(value, 1)))
-        right = np.where(value == self.levels - 1, TOTAL, self._cumulative(prepared, everything, np.minimum(value + 1, self.levels - 1)))
+        left, frequency = prepared.table.interval(value)
         top = self.levels - 1
         escape = np.where(value == 0, origin - z, np.where(value == top, z - origin - top, -1))
         rows = np.nonzero(escape >= 0)[0]
         if len(rows) and np.any(escape[rows] >= ESCAPE_LIMIT):
             raise ValueError("a latent lies absurdly far outside its window")
         e_bits, e_row, e_order = _elias_gamma(escape[rows] + 1, rows)
-        return left, right - left, (e_row, e_bits, e_order)
+        return left, frequency, (e_row, e_bits, e_order)
 
     def symbol_bits(self, frequency: np.ndarray, escapes: tuple, n: int) -> np.ndarray:
         """Code length (bits) of each of the ``n`` latents from :meth:`symbols`'s output."""
@@ -157,20 +139,9 @@ class ExactLatentPrior:
     def decode_symbols(self, prepared: "PreparedRows", rows, decoder) -> np.ndarray:
         """Pop one latent per stream of ``decoder`` (a :class:`~neuralzip.coding.BatchAnsDecoder`)
         under the ``rows`` of :meth:`prepare`'s parameters, escapes included."""
-        quantile = decoder.quantiles()
-        n = len(quantile)
-        low = np.zeros(n, dtype=np.int64)
-        c_low = np.zeros(n, dtype=np.int64)
-        c_high = np.full(n, TOTAL, dtype=np.int64)
-        for d in range(self.bits):  # binary search for C(v) <= quantile < C(v + 1)
-            mid = low + (self.levels >> (d + 1))
-            c_mid = self._cumulative(prepared, rows, mid)
-            right = c_mid <= quantile
-            low = np.where(right, mid, low)
-            c_low = np.where(right, c_mid, c_low)
-            c_high = np.where(right, c_high, c_mid)
+        value, c_low, c_high = prepared.table.search(rows, decoder.quantiles())
         decoder.advance(c_low, c_high - c_low)
-        return self._escaped(prepared.origin[rows], low, decoder.decode_binary)
+        return self._escaped(prepared.origin[rows], value, decoder.decode_binary)
 
     def _escaped(self, origin: np.ndarray, value: np.ndarray, decode_bit) -> np.ndarray:
         """Latents from window values, reading the escape of those in an edge bin."""
@@ -188,12 +159,7 @@ class ExactLatentPrior:
         many rows [N, 3K]."""
         origin, offsets = self.origins(params)
         weights, (channel,) = self.mixture.channel_parameters(params, offsets)
-        # component_cdf's table index at edge e is ((2e - 1) * MEAN_ONE/2 - mean) * inv +
-        # 2**(GUARD-1) >> GUARD, plus Z_SPAN: linear in e.
-        slope = channel.inverse_scales * MEAN_ONE
-        intercept = (1 << (GUARD - 1)) + (Z_SPAN << GUARD) - (MEAN_ONE // 2 + channel.means) * channel.inverse_scales
-        total = channel.total(weights)
-        return PreparedRows(origin, weights, channel, slope, intercept, total.astype(np.float64))
+        return PreparedRows(origin, weights, channel, SymbolTable.build(channel, channel.means, weights))
 
     def decode(self, params: np.ndarray, decode_bit) -> np.ndarray:
         """One latent per stream under ``params`` [N, 3K]; ``decode_bit(left_frequency,

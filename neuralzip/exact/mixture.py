@@ -19,20 +19,30 @@ and decoder compute the same integers on every machine:
 * ``G(i) = sum_k w_k F_k(edge_i) + i * FLOOR`` with ``G(0) = 0`` and
   ``G(256) = sum_k w_k 2**30 + 256 * FLOOR``, so every bin has weight >= FLOOR. All values
   stay below 2**50, so the binary splits are exact float64 integers.
+
+Two ways to code a value under ``G``: as 8 binary decisions (:meth:`ExactMixture.decisions`,
+for codecs that pop many values from one stack in a row), or as **one symbol**
+(:class:`SymbolTable`): the 24-bit cumulative ``C(i) = i + floor(G(i) / G(L) * (2**24 - L))``
+over L levels (float64 division and product of exact integers, correctly rounded, so
+identical everywhere) is strictly increasing, so every value has frequency >= 1. Encoding
+needs ``C`` at the value's two edges; decoding finds the value with ``C(v) <= q < C(v + 1)``
+by a search whose arity only changes how many points are evaluated at once, never the result.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
-from ..coding import binary_frequency
+from ..coding import TOTAL, binary_frequency
 from ..distributions import LOG_SCALE_MIN, MixtureLayout, pair_index
 from .fixedpoint import ACT_FRAC, ACT_ONE, det_exp, det_sigmoid, to_fixed
 
 BITS = 8
 LEVELS = 1 << BITS
+SYMBOL_TOTAL = TOTAL  # one-symbol intervals are out of 2**24 (the ANS precision)
 CDF_FRAC = 30
 Z_FRAC = 12
 Z_SPAN = 24 << Z_FRAC  # the logistic CDF is 0 or 1 to within 2**-34 beyond |z| = 24
@@ -66,6 +76,11 @@ def _tables():
     return sigmoid, inverse_scale, weight, tanh, pixel_to_input
 
 
+def _clip(values: np.ndarray, low: int, high: int) -> np.ndarray:
+    """np.clip's result without its per-call overhead (these run once per decoded pixel)."""
+    return np.maximum(np.minimum(values, high), low)
+
+
 def sigmoid_table() -> np.ndarray:
     """The logistic CDF at z = i / 2**Z_FRAC - 24 (index i), in 2**-CDF_FRAC units."""
     return _tables()[0]
@@ -96,7 +111,7 @@ class ChannelParameters:
         means = self.means.copy()
         for j in range(self.couplings.shape[1]):
             means += self.couplings[:, j] * (2 * earlier_values[:, j : j + 1].astype(np.int64) - 255)
-        return np.clip(means, MEAN_LOW, MEAN_HIGH)
+        return _clip(means, MEAN_LOW, MEAN_HIGH)
 
     def component_cdf(self, edges: np.ndarray, means: np.ndarray) -> np.ndarray:
         """Each component's CDF (2**-30 units) at edge indices ``edges`` [N, M] -> [N, M, K];
@@ -139,6 +154,91 @@ def posterior_weights(weights: np.ndarray, probabilities: np.ndarray) -> np.ndar
     return np.where(top > 0, product >> shift, weights)
 
 
+class SymbolTable(NamedTuple):
+    """What ``C(edge)`` needs for N rows (int64 unless noted): the component weights, and
+    per component the sigmoid-table index as ``edge * slope + intercept >> GUARD``."""
+
+    weights: np.ndarray  # [N, K]
+    slope: np.ndarray  # [N, K]
+    intercept: np.ndarray  # [N, K]
+    total_float: np.ndarray  # [N] G at the last edge, as float64 (exact)
+    levels: int
+
+    @classmethod
+    def build(cls, channel: ChannelParameters, means: np.ndarray, weights: np.ndarray) -> "SymbolTable":
+        """The table of ``channel`` with (coupled) ``means`` [N, K] and component ``weights``."""
+        # component_cdf's table index at edge e is ((2e - 1) * MEAN_ONE/2 - mean) * inv +
+        # 2**(GUARD-1) >> GUARD, plus Z_SPAN: linear in e.
+        slope = channel.inverse_scales * MEAN_ONE
+        intercept = (1 << (GUARD - 1)) + (Z_SPAN << GUARD) - (MEAN_ONE // 2 + means) * channel.inverse_scales
+        total = (weights.sum(axis=1) << CDF_FRAC) + channel.levels * FLOOR
+        return cls(weights, slope, intercept, total.astype(np.float64), channel.levels)
+
+    def cumulative(self, rows, edge: np.ndarray) -> np.ndarray:
+        """``C(edge)`` for interior edges 1 .. L-1 of the ``rows`` of this table; ``edge``
+        [n] or [n, m] (m edges per row). ``C(0) = 0`` and ``C(L) = 2**24`` by definition.
+        Encoders and decoders compute C only here."""
+        single = edge.ndim == 1
+        e = edge[:, :, None] if not single else edge[:, None]
+        slope, intercept = self.slope[rows], self.intercept[rows]
+        if not single:
+            slope, intercept = slope[:, None, :], intercept[:, None, :]
+        index = (e * slope + intercept) >> GUARD
+        np.minimum(index, 2 * Z_SPAN, out=index)
+        np.maximum(index, 0, out=index)
+        table = _tables()[0]
+        weights = self.weights[rows]
+        if single:
+            g = np.einsum("ij,ij->i", table[index], weights) + edge * FLOOR
+            total = self.total_float[rows]
+        else:
+            g = np.einsum("imj,ij->im", table[index], weights) + edge * FLOOR
+            total = self.total_float[rows][:, None]
+        # float64 division and product of exact integers (correctly rounded, so identical on
+        # every machine); g >= 0, so truncation is the floor
+        return edge + (g / total * float(SYMBOL_TOTAL - self.levels)).astype(np.int64)
+
+    def interval(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(left cumulative, frequency) of ``values`` [N] (0 .. L-1), all rows."""
+        top = self.levels - 1
+        everything = slice(None)
+        left = np.where(values == 0, 0, self.cumulative(everything, np.maximum(values, 1)))
+        right = np.where(values == top, SYMBOL_TOTAL, self.cumulative(everything, np.minimum(values + 1, top)))
+        return left, right - left
+
+    def search(self, rows, quantile: np.ndarray, arity_bits: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The value v of each row with ``C(v) <= quantile < C(v + 1)``: (v, C(v), C(v + 1)).
+
+        ``arity_bits`` k: each round evaluates C at 2**k - 1 points per row (k = 1 is a
+        binary search; a few rows are faster with wider rounds, many with narrow ones)."""
+        n = len(quantile)
+        bits = self.levels.bit_length() - 1
+        low = np.zeros(n, dtype=np.int64)
+        c_low = np.zeros(n, dtype=np.int64)
+        c_high = np.full(n, SYMBOL_TOTAL, dtype=np.int64)
+        done = 0
+        while done < bits:
+            k = min(arity_bits, bits - done)
+            step = self.levels >> (done + k)
+            if k == 1:
+                mid = low + step
+                c_mid = self.cumulative(rows, mid)
+                right = c_mid <= quantile
+                low = np.where(right, mid, low)
+                c_low = np.where(right, c_mid, c_low)
+                c_high = np.where(right, c_high, c_mid)
+            else:
+                points = low[:, None] + step * np.arange(1, 1 << k, dtype=np.int64)[None, :]
+                c_points = self.cumulative(rows, points)
+                below = (c_points <= quantile[:, None]).sum(axis=1)  # C is increasing
+                padded = np.concatenate([c_low[:, None], c_points, c_high[:, None]], axis=1)
+                c_low = np.take_along_axis(padded, below[:, None], 1)[:, 0]
+                c_high = np.take_along_axis(padded, below[:, None] + 1, 1)[:, 0]
+                low = low + below * step
+            done += k
+        return low, c_low, c_high
+
+
 class ExactMixture:
     """Turns integer head outputs into per-channel parameters and binary coding decisions
     over values 0 .. 2**bits - 1 (8 bits for pixels)."""
@@ -163,9 +263,9 @@ class ExactMixture:
         for channel in range(c):
             mean = head[:, k + channel * k : k + (channel + 1) * k]
             log_scale = head[:, k + c * k + channel * k : k + c * k + (channel + 1) * k]
-            inverse = inverse_scale[np.clip(log_scale, LOG_SCALE_LOW, LOG_SCALE_HIGH) - LOG_SCALE_LOW]
+            inverse = inverse_scale[_clip(log_scale, LOG_SCALE_LOW, LOG_SCALE_HIGH) - LOG_SCALE_LOW]
             pairs = [couplings_at + pair_index(channel, j) * k for j in range(channel)]
-            couplings = (np.stack([tanh[np.clip(head[:, p : p + k], -TANH_SPAN, TANH_SPAN) + TANH_SPAN] for p in pairs], axis=1)
+            couplings = (np.stack([tanh[_clip(head[:, p : p + k], -TANH_SPAN, TANH_SPAN) + TANH_SPAN] for p in pairs], axis=1)
                          if pairs else np.zeros((len(head), 0, k), dtype=np.int64))
             means = (mean + ACT_ONE) * 255
             if offsets is not None:

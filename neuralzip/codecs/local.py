@@ -1,0 +1,340 @@
+"""Local autoregressive codec: whole images in context, every pixel one exact network pass,
+each sub-pixel one ANS symbol, decoding along a wavefront.
+
+Encoding runs the integer network (:mod:`neuralzip.exact.local`) over every pixel of the
+whole image at once (all neighbourhoods are known), turns each head into the exact
+one-symbol cumulative of its channels (:class:`~neuralzip.exact.mixture.SymbolTable`: R,
+then G with R's value in its mean and the mixture's posterior weights, then B) and pushes
+every sub-pixel as one symbol on its row's stream. Decoding visits the wavefront steps of
+:mod:`~neuralzip.exact.wavefront`: at each step it gathers the neighbourhoods of the step's pixels in a
+whole batch of same-size images, runs the network on them together, and pops their values,
+one search for ``C(v) <= q < C(v + 1)`` per sub-pixel, vectorised over every stream that
+pops in that round. Encoder and decoder compute the same integers on any batch size,
+thread count or machine.
+
+No tiles: every pixel sees its whole causal neighbourhood; only the image's own edges are
+padded (neighbours outside the image read as zeros, see :class:`~neuralzip.exact.local.Canvas`).
+Any size from 1x1 up. Grey images are seen as R = G = B and code one channel; an alpha plane
+is coded beside the colour by the smaller of PNG and JPEG-XL.
+
+Payload: [alpha plane, only for RGBA/LA: codec id byte, varint length, bytes]
+[S - 1 varint stream lengths in bytes] [the S streams' bytes], S = :func:`~neuralzip.exact.wavefront.stream_count`.
+Decoding imports no torch.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..coding import BatchAnsDecoder, BatchAnsEncoder, CodingError
+from ..distributions import MixtureLayout
+from ..exact.local import Canvas, ExactLocalNetwork, image_features, sampled_features
+from ..exact.kernels import kernel
+from ..exact.mixture import ExactMixture, SymbolTable, posterior_weights
+from ..images import PixelImage
+from ..nets.neighbourhood import LocalConfig
+from ..progress import progress
+from ..threads import codec_threads
+from ..exact import wavefront
+from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
+from .tiles import ALPHA_MODES, COLOUR_CHANNELS, decode_alpha, encode_alpha, join_streams, raise_first_error, split_streams
+
+ENCODE_PIXELS = 1 << 16  # pixels per encoding chunk (bounds memory on large images)
+NETWORK_ROWS = 4096  # network rows per matrix product: activations stay in cache
+DECODE_BATCH = 1000  # images of one size decoded together
+ESTIMATE_PIXELS = 8192  # pixels whose exact code length estimates a large image's size
+
+
+def in_threads(function, parts: list) -> list:
+    """``[function(part) for part in parts]`` on up to the codec's thread count of threads,
+    with BLAS held to one thread each: the network's matrix products are small (a wavefront
+    step's pixels), where BLAS's own threads cost more in synchronisation than they gain,
+    and our threads already fill the cores (numpy's BLAS and the C accelerator release the
+    GIL). The exact arithmetic makes the results independent of how the work is split."""
+    from threadpoolctl import threadpool_limits
+
+    threads = min(len(parts), codec_threads())
+    with threadpool_limits(limits=1, user_api="blas"):
+        if threads <= 1:
+            return [function(part) for part in parts]
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(function, parts))
+
+
+def search_arity_bits(rows: int) -> int:
+    """How wide the decoder's search rounds are: few rows are cheaper with all 255 inner
+    edges in one round, many with a binary search (the result is the same)."""
+    if rows <= 8:
+        return 8
+    if rows <= 64:
+        return 4
+    return 1
+
+
+class LocalCodec(Codec):
+    name, codec_id, kind = "local", 64, "neural"
+    description = "local autoregressive model (NeLLoC-style), exact integer inference, wavefront decoding"
+
+    def __init__(self, config: LocalConfig, network: ExactLocalNetwork, model_hash: bytes, card: dict | None = None,
+                 name: str | None = None, codec_id: int | None = None):
+        self.config = config
+        self.network = network
+        self._hash = model_hash
+        self.card = card or {}
+        self.mixture = ExactMixture(MixtureLayout(config.channels, config.mixtures))
+        if name is not None:
+            self.name = name
+        if codec_id is not None:
+            self.codec_id = codec_id
+
+    @property
+    def model_hash(self) -> bytes:
+        return self._hash
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_shipped(cls, shipped, name: str | None = None, codec_id: int | None = None) -> "LocalCodec":
+        config = LocalConfig.from_dict(shipped.card["config"])
+        network = ExactLocalNetwork(config, shipped.tensors)
+        return cls(config, network, shipped.model_hash, shipped.card, name, codec_id)
+
+    @classmethod
+    def from_float(cls, model, calibration: np.ndarray) -> "LocalCodec":
+        """Quantise a float model with activation scales from ``calibration`` images (tests,
+        export). The hash covers the integer weights."""
+        from ..exact.local import activation_scales, quantize
+        from ..exact.network import tensors_hash
+        import torch
+
+        network = quantize(model, activation_scales(model, calibration))
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in network.tensors().items()}
+        return cls(model.config, network, tensors_hash(tensors))
+
+    def integer_tensors(self) -> dict[str, np.ndarray]:
+        return self.network.tensors()
+
+    # ---- interface -------------------------------------------------------------------------
+    def check(self, image: PixelImage) -> None:
+        if self.config.channels != 3 or image.mode not in COLOUR_CHANNELS or image.pixels.dtype != np.uint8:
+            raise UnsupportedImageError(f"{self.name} codes RGB, RGBA, L and LA images with 8-bit samples, not {image.mode}")
+
+    def encode(self, images: list[PixelImage]) -> Encoded:
+        for image in images:
+            self.check(image)
+        payloads: list[bytes] = [b""] * len(images)
+        nll = [0.0] * len(images)
+        groups: dict[tuple[int, int, int], list[int]] = {}
+        for index, image in enumerate(images):
+            groups.setdefault((image.height, image.width, COLOUR_CHANNELS[image.mode]), []).append(index)
+        for (h, w, c), members in groups.items():
+            colour = np.stack([images[i].pixels[:, :, :c] for i in members])
+            streams, bits = self._encode_same_size(colour)
+            for k, i in enumerate(members):
+                image = images[i]
+                alpha = encode_alpha(image.pixels[:, :, -1]) if image.mode in ALPHA_MODES else b""
+                payloads[i] = alpha + join_streams(streams[k])
+                nll[i] = float(bits[k]) + 8 * len(alpha)
+        return Encoded(payloads, nll)
+
+    def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
+        return raise_first_error(self.decode_each(payloads, shapes))
+
+    def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
+        """Like :meth:`decode`, but a bad payload only fails its own image: returns, per
+        image, the decoded image or the :class:`PayloadError` that stopped it."""
+        results: list = [None] * len(payloads)
+        parsed: dict[int, tuple] = {}
+        groups: dict[tuple[int, int, int], list[int]] = {}
+        for index, (payload, shape) in enumerate(zip(payloads, shapes)):
+            try:
+                parsed[index] = self._parse(payload, shape)
+            except PayloadError as error:
+                results[index] = error
+                continue
+            groups.setdefault((shape.height, shape.width, COLOUR_CHANNELS[shape.mode]), []).append(index)
+        for (h, w, c), members in groups.items():
+            for start in range(0, len(members), DECODE_BATCH):
+                chunk = members[start : start + DECODE_BATCH]
+                colour, complete = self._decode_same_size([parsed[i][1] for i in chunk], h, w, c)
+                for k, i in enumerate(chunk):
+                    if not complete[k]:
+                        results[i] = PayloadError(f"{self.name} payload is corrupt (a stream was not consumed exactly)")
+                        continue
+                    shape, alpha = shapes[i], parsed[i][0]
+                    pixels = colour[k] if alpha is None else np.concatenate([colour[k], alpha[:, :, None]], axis=2)
+                    results[i] = PixelImage(shape.mode, np.ascontiguousarray(pixels))
+        return results
+
+    def _parse(self, payload: bytes, shape: ImageShape):
+        """(alpha plane or None, the image's streams) of one payload."""
+        if shape.mode not in COLOUR_CHANNELS:
+            raise PayloadError(f"{self.name} payload for an image of mode {shape.mode}")
+        pos, alpha = 0, None
+        if shape.mode in ALPHA_MODES:
+            alpha, pos = decode_alpha(payload, pos, shape, self.name)
+        count = wavefront.stream_count(shape.height, shape.width, self.config.horizon)
+        return alpha, split_streams(payload[pos:], count, self.name)
+
+    # ---- the network and the mixture -------------------------------------------------------
+    def _heads(self, colour: np.ndarray, rows: slice) -> np.ndarray:
+        """Head integers [B * rows * W, size] of the pixels of some rows of same-size images."""
+        features = image_features(colour, self.config.horizon, rows)
+        return np.concatenate([self.network.run(features[i : i + NETWORK_ROWS])
+                               for i in range(0, len(features), NETWORK_ROWS)])
+
+    def intervals(self, colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(left cumulative, frequency), int32 [B, H * W, c] (values below 2**24 + 1: half the
+        memory of int64 on large images), of every sub-pixel of same-size
+        images uint8 [B, H, W, c] (c = 3, or 1 for grey), computed in chunks of at most
+        ``ENCODE_PIXELS`` pixels (whole images, or rows of one large image)."""
+        b, h, w, c = colour.shape
+        left = np.zeros((b, h * w, c), dtype=np.int32)
+        frequency = np.zeros((b, h * w, c), dtype=np.int32)
+        images_per_chunk = max(1, ENCODE_PIXELS // max(1, h * w))
+        rows_per_chunk = h if images_per_chunk > 1 else max(1, ENCODE_PIXELS // max(1, w))
+        chunks = [(slice(first, min(b, first + images_per_chunk)), slice(top, min(h, top + rows_per_chunk)))
+                  for first in range(0, b, images_per_chunk) for top in range(0, h, rows_per_chunk)]
+
+        def work(chunk):
+            batch, rows = chunk
+            head = self._heads(colour[batch], rows)
+            lo, freq = self._channel_intervals(head, colour[batch, rows].reshape(-1, c).astype(np.int64))
+            span = slice(rows.start * w, rows.stop * w)
+            left[batch, span] = lo.reshape(-1, span.stop - span.start, c)
+            frequency[batch, span] = freq.reshape(-1, span.stop - span.start, c)
+
+        in_threads(work, chunks)
+        return left, frequency
+
+    def _channel_intervals(self, head: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Symbol intervals of ``values`` [N, c] under ``head`` [N, size], channel by channel."""
+        accelerator = kernel(self.config.mixtures, self.config.channels)
+        if accelerator is not None:
+            return accelerator.intervals(head, values)
+        weights, channels = self.mixture.channel_parameters(head)
+        n, c = values.shape
+        left = np.zeros((n, c), dtype=np.int64)
+        frequency = np.zeros((n, c), dtype=np.int64)
+        for channel, params in enumerate(channels[:c]):
+            means = params.coupled_means(values[:, :channel])
+            left[:, channel], frequency[:, channel] = SymbolTable.build(params, means, weights).interval(values[:, channel])
+            if channel + 1 < c:
+                weights = posterior_weights(weights, params.bin_probabilities(values[:, channel], means))
+        return left, frequency
+
+    def nll_bits_per_subpixel(self, images: np.ndarray, batch: int = 500) -> float:
+        """The exact model's ideal code length of same-size uint8 images [N, H, W, C] in bits
+        per sub-pixel (the coded size, less the streams' few bits of ending)."""
+        total = 0.0
+        for start in range(0, len(images), batch):
+            _, frequency = self.intervals(images[start : start + batch])
+            total += float((24.0 - np.log2(frequency.astype(np.float64))).sum())
+        return total / images.size
+
+    def estimate_bits(self, image: PixelImage) -> float:
+        """The payload's size in bits, estimated from the exact code length of a fixed
+        sample of ``ESTIMATE_PIXELS`` pixels (all of them in small images) plus the alpha
+        plane; cheap, because a pixel's code length needs only its own neighbourhood."""
+        self.check(image)
+        c = COLOUR_CHANNELS[image.mode]
+        colour = image.pixels[:, :, :c]
+        n = image.height * image.width
+        if n <= ESTIMATE_PIXELS:
+            flat = np.arange(n)
+        else:
+            flat = np.sort(np.random.default_rng(0).choice(n, ESTIMATE_PIXELS, replace=False))
+        rows, columns = np.divmod(flat, image.width)
+        head = self.network.run(sampled_features(colour, rows, columns, self.config.horizon))
+        _, frequency = self._channel_intervals(head, colour[rows, columns].astype(np.int64))
+        bits = float((24.0 - np.log2(frequency.astype(np.float64))).sum()) * n / len(flat)
+        if image.mode in ALPHA_MODES:
+            bits += 8 * len(encode_alpha(image.pixels[:, :, -1]))
+        return bits
+
+    def pixel_bits(self, image: PixelImage) -> np.ndarray:
+        """The model's code length of every pixel in bits (channels summed), float [H, W]."""
+        self.check(image)
+        colour = image.pixels[None, :, :, : COLOUR_CHANNELS[image.mode]]
+        _, frequency = self.intervals(colour)
+        bits = (24.0 - np.log2(frequency.astype(np.float64))).sum(axis=2)
+        return bits.reshape(image.height, image.width)
+
+    # ---- streams ---------------------------------------------------------------------------
+    def _encode_same_size(self, colour: np.ndarray) -> tuple[list[list[np.ndarray]], np.ndarray]:
+        """Each image's streams and ideal code length (bits) for same-size images."""
+        b, h, w, c = colour.shape
+        left, frequency = self.intervals(colour)
+        bits = (24.0 - np.log2(frequency.astype(np.float64))).sum(axis=(1, 2))
+        stream, rank, counts = wavefront.pop_order(h, w, self.config.horizon)
+        s, longest = len(counts), int(counts.max())
+        # symbol k of stream s in pop order: pixel-major, channels R, G, B
+        by_rank_left = np.zeros((b, s, longest, c), dtype=np.int32)
+        by_rank_freq = np.ones((b, s, longest, c), dtype=np.int32)
+        by_rank_left[:, stream, rank] = left
+        by_rank_freq[:, stream, rank] = frequency
+        del left, frequency
+        by_rank_left = by_rank_left.reshape(b * s, longest * c)
+        by_rank_freq = by_rank_freq.reshape(b * s, longest * c)
+        encoder = BatchAnsEncoder(b * s)
+        encoder.push_sequences(by_rank_left, by_rank_freq, np.tile(counts * c, b))
+        words = encoder.streams()
+        return [words[i * s : (i + 1) * s] for i in range(b)], bits
+
+    def _decode_same_size(self, streams: list[list[np.ndarray]], h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decode same-size images from their streams, split over the codec threads. Returns
+        the colour planes uint8 [B, H, W, c] and, per image, whether every stream was
+        consumed exactly."""
+        parts = np.array_split(np.arange(len(streams)), min(len(streams), codec_threads()))
+        results = in_threads(lambda part: self._decode_images([streams[i] for i in part], h, w, c), parts)
+        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+    def _decode_images(self, streams: list[list[np.ndarray]], h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_decode_same_size` in one thread."""
+        b = len(streams)
+        horizon = self.config.horizon
+        s = wavefront.stream_count(h, w, horizon)
+        try:
+            decoder = BatchAnsDecoder([stream for image in streams for stream in image])
+        except CodingError as error:
+            raise PayloadError(f"{self.name} payload is corrupt ({error})") from None
+        canvas = Canvas(b, h, w, horizon)
+        out = np.zeros((b, h, w, c), dtype=np.uint8)
+        image_base = (np.arange(b, dtype=np.int64) * s)[:, None]
+        steps = range(wavefront.steps(h, w, horizon))
+        if b * h * w > 200_000:
+            steps = progress(steps, desc=f"{self.name}: {b} image{'s' * (b > 1)}", unit="step", leave=False)
+        for t in steps:
+            rows, cols = wavefront.active(t, h, w, horizon)
+            n = len(rows)
+            positions = canvas.position(rows, cols)
+            head = self.network.run(canvas.features(positions))  # [b * n, size], image-major
+            values = np.zeros((b * n, c), dtype=np.int64)
+            for members in wavefront.rounds(rows, s):
+                index = (np.arange(b, dtype=np.int64)[:, None] * n + members[None, :]).reshape(-1)
+                stream_index = (image_base + (rows[members] % s)[None, :]).reshape(-1)
+                values[index] = self._pop_pixels(decoder, stream_index, head[index], c)
+            canvas.write(positions, values.reshape(b, n, c).astype(np.uint8))
+            out[:, rows, cols] = values.reshape(b, n, c)
+        consumed = (decoder.remaining_words() == 0) & decoder.exhausted()
+        return out, consumed.reshape(b, s).all(axis=1)
+
+    def _pop_pixels(self, decoder: BatchAnsDecoder, stream_index: np.ndarray, head: np.ndarray, c: int) -> np.ndarray:
+        """Pop the ``c`` channels of one pixel per stream of ``stream_index`` (distinct),
+        whose heads are ``head`` [n, size]. Returns the values int64 [n, c]."""
+        accelerator = kernel(self.config.mixtures, self.config.channels)
+        if accelerator is not None:
+            return accelerator.decode(head, c, stream_index, decoder)
+        arity = search_arity_bits(len(stream_index))
+        weights, channels = self.mixture.channel_parameters(head)
+        known = np.zeros((len(head), c), dtype=np.int64)
+        for channel, params in enumerate(channels[:c]):
+            means = params.coupled_means(known[:, :channel])
+            table = SymbolTable.build(params, means, weights)
+            value, c_low, c_high = table.search(slice(None), decoder.quantiles(stream_index), arity)
+            decoder.advance_streams(stream_index, c_low, c_high - c_low)
+            known[:, channel] = value
+            if channel + 1 < c:
+                weights = posterior_weights(weights, params.bin_probabilities(value, means))
+        return known

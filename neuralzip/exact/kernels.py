@@ -1,0 +1,103 @@
+"""The optional C accelerator of the local codec's mixture coding (``_mixture.c``).
+
+:func:`kernel` returns it, or None when it was not built (no C compiler at install time)
+or ``NZIP_NO_KERNEL=1`` asks for the numpy definition. Both compute the same integers
+(tests/test_kernels.py compares them); the accelerator runs one pass per row instead of
+one numpy pass per operation, and ctypes releases the GIL while it runs, so threads
+decode in parallel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.util
+import os
+
+import numpy as np
+
+from ..coding import TOTAL
+from . import mixture as m
+
+_I64P = ctypes.POINTER(ctypes.c_int64)
+_U64P = ctypes.POINTER(ctypes.c_uint64)
+
+
+class _Constants(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int64) for name in (
+        "k", "c", "levels", "total", "z_span", "guard", "cdf_frac", "floor_", "mean_one", "act_one",
+        "weight_span", "weight_frac", "tanh_span", "log_scale_low", "log_scale_high", "mean_low", "mean_high")]
+
+
+class _Tables(ctypes.Structure):
+    _fields_ = [("sigmoid", _I64P), ("inverse_scale", _I64P), ("weight", _I64P), ("tanh_", _I64P)]
+
+
+def _pointer(array: np.ndarray, kind=_I64P):
+    return array.ctypes.data_as(kind)
+
+
+class MixtureKernel:
+    """ctypes front of the C functions for one mixture layout (K mixtures, C channels)."""
+
+    def __init__(self, library: ctypes.CDLL, mixtures: int, channels: int):
+        self._lib = library
+        self.constants = _Constants(mixtures, channels, m.LEVELS, TOTAL, m.Z_SPAN, m.GUARD, m.CDF_FRAC, m.FLOOR,
+                                    m.MEAN_ONE, m.ACT_ONE, m.WEIGHT_SPAN, m.WEIGHT_FRAC, m.TANH_SPAN,
+                                    m.LOG_SCALE_LOW, m.LOG_SCALE_HIGH, m.MEAN_LOW, m.MEAN_HIGH)
+        sigmoid, inverse_scale, weight, tanh, _ = m._tables()
+        self._keep = [np.ascontiguousarray(a, dtype=np.int64) for a in (sigmoid, inverse_scale, weight, tanh)]
+        self.tables = _Tables(*(_pointer(a) for a in self._keep))
+
+    def intervals(self, head: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(left, frequency) int64 [n, c] of ``values`` [n, c] under ``head`` [n, size]."""
+        head = np.ascontiguousarray(head, dtype=np.int64)
+        values = np.ascontiguousarray(values, dtype=np.int64)
+        n, c = values.shape
+        left = np.empty((n, c), dtype=np.int64)
+        frequency = np.empty((n, c), dtype=np.int64)
+        status = self._lib.nz_intervals(ctypes.byref(self.constants), ctypes.byref(self.tables), n, c,
+                                        _pointer(head), head.shape[1], _pointer(values), _pointer(left), _pointer(frequency))
+        if status:
+            raise ValueError("mixture kernel: unsupported layout")
+        return left, frequency
+
+    def decode(self, head: np.ndarray, c: int, streams: np.ndarray, decoder) -> np.ndarray:
+        """Pop ``c`` values per row from ``decoder`` (a BatchAnsDecoder) stream ``streams[row]``."""
+        head = np.ascontiguousarray(head, dtype=np.int64)
+        streams = np.ascontiguousarray(streams, dtype=np.int64)
+        values = np.empty((len(head), c), dtype=np.int64)
+        state, following, begin, words = decoder.buffers()
+        status = self._lib.nz_decode(ctypes.byref(self.constants), ctypes.byref(self.tables), len(head), c,
+                                     _pointer(head), head.shape[1], _pointer(streams), _pointer(state, _U64P),
+                                     _pointer(following), _pointer(begin), _pointer(words, _U64P), _pointer(values))
+        if status:
+            raise ValueError("mixture kernel: unsupported layout")
+        return values
+
+
+@functools.lru_cache(maxsize=None)
+def _library() -> ctypes.CDLL | None:
+    spec = importlib.util.find_spec("neuralzip.exact._mixture")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        library = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+    for name in ("nz_intervals", "nz_decode"):
+        getattr(library, name).restype = ctypes.c_int
+    return library
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(mixtures: int, channels: int) -> MixtureKernel | None:
+    library = _library()
+    return None if library is None else MixtureKernel(library, mixtures, channels)
+
+
+def kernel(mixtures: int, channels: int) -> MixtureKernel | None:
+    """The accelerator for this layout, or None (not built, or NZIP_NO_KERNEL=1)."""
+    if os.environ.get("NZIP_NO_KERNEL") == "1":
+        return None
+    return _kernel(mixtures, channels)

@@ -1,0 +1,331 @@
+"""Exact integer execution of the local autoregressive network (:mod:`neuralzip.nets.local`).
+
+Why a separate executor: the local network is a per-pixel MLP, and its decoder evaluates it
+on a few pixels of many images at a time, 156 times for a 32x32 image. Plain matrix
+products in **float32** suit that, and they are exact here by construction:
+
+* every matrix product multiplies integers: layer inputs are 8-bit ReLU outputs (0..255) or
+  the pixel features ``2v - 255`` and the ones channel (255), |input| <= 255; weights are
+  integers with ``fan_in * 255 * max|w| < 2**24`` (:func:`weight_limit`). Every product and
+  every partial sum is then an integer below 2**24, which float32 represents exactly, so
+  the result is the same in any summation order: on any BLAS, batch size, thread count or
+  machine. No torch is needed (numpy's own BLAS serves), so decoding does not import it;
+* requantisation ``floor(acc * M + B)`` is float32 multiplication and addition, each an
+  IEEE-754 basic operation (correctly rounded: the same bits on every machine and in every
+  SIMD or scalar loop), then a floor; the clamp to 0..255 is the ReLU;
+* the head's output is in the fixed point of :mod:`neuralzip.exact.mixture` (2**-12), where
+  the exact mixture tables take over.
+
+Scales: each 8-bit activation channel has its own scale (from calibration data, or the
+quantisation-aware training's buffers), folded into the next layer's weights; each weight
+row has its own scale. :func:`quantize` turns a float model into integers,
+:class:`ExactLocalNetwork` runs them, and :class:`FakeQuantizer` lets training see the
+same rounding (straight-through), so the float NLL it optimises is the rate the coder pays.
+
+Neighbourhood features of pixel (i, j): for each offset of
+:func:`~neuralzip.nets.local.neighbour_offsets`, the neighbour's channels as ``2v - 255``
+and a ones channel of 255, all zero where the neighbour lies outside the image (the only
+padding: the image's own edges, nothing else).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..nets.neighbourhood import LocalConfig, neighbour_offsets
+from .fixedpoint import ACT_FRAC
+
+FLOAT32_EXACT = 1 << 24
+INPUT_LIMIT = 255  # |feature| and the largest 8-bit activation
+ACTIVATION_TOP = 255
+HEAD_LIMIT = 1 << 20  # head values in 2**-12 units: |x| <= 256, as the exact mixture expects
+STREAM_LIMIT = 1 << 20  # the residual stream of models with blocks, in its own units
+
+
+def weight_limit(fan_in: int) -> int:
+    """Largest |weight| for which a fan-in of 8-bit inputs sums exactly in float32."""
+    return (FLOAT32_EXACT - 1) // (fan_in * INPUT_LIMIT)
+
+
+def as_float32(values: np.ndarray) -> np.ndarray:
+    """Requantisation constants are float32 (what the exact network multiplies with)."""
+    return np.asarray(values, dtype=np.float64).astype(np.float32)
+
+
+@dataclass
+class ExactLayer:
+    """``out = clip(floor(acc * multiplier + offset), low, high)`` with ``acc = x @ weight``.
+
+    ``acc`` is exact (integers below 2**24 in float32). The requantisation is two IEEE-754
+    float32 basic operations (each correctly rounded, so the same bits on every machine and
+    in every SIMD or scalar loop) and a floor; it runs in place, because on large batches
+    these passes over memory cost as much as the matrix product."""
+
+    weight: np.ndarray  # float32 [in, out], integer values
+    multiplier: np.ndarray  # float32 [out]
+    offset: np.ndarray  # float32 [out]
+    low: float
+    high: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        acc = x @ self.weight
+        acc *= self.multiplier
+        acc += self.offset
+        np.floor(acc, out=acc)
+        np.minimum(acc, self.high, out=acc)
+        np.maximum(acc, self.low, out=acc)
+        return acc
+
+
+def layer_bounds(config: LocalConfig, name: str) -> tuple[float, float]:
+    """Output range of a layer: 8-bit ReLU, the residual stream, or the head."""
+    if name == "head":
+        return -HEAD_LIMIT, HEAD_LIMIT
+    if config.blocks and (name == "input" or name.endswith(".2")):
+        return -STREAM_LIMIT, STREAM_LIMIT
+    return 0.0, float(ACTIVATION_TOP)
+
+
+class ExactLocalNetwork:
+    """Integer weights of a local model, run exactly on neighbourhood features."""
+
+    def __init__(self, config: LocalConfig, tensors: dict[str, np.ndarray], prefix: str = "exact."):
+        self.config = config
+        self.layers: dict[str, ExactLayer] = {}
+        for name in config.layer_names():
+            weight = np.asarray(tensors[f"{prefix}{name}.weight"]).astype(np.int64)
+            if np.abs(weight).max(initial=0) > weight_limit(weight.shape[1]):
+                raise ValueError(f"local model layer {name}: weights beyond the exact float32 range")
+            low, high = layer_bounds(config, name)
+            self.layers[name] = ExactLayer(
+                np.ascontiguousarray(weight.T.astype(np.float32)),
+                np.asarray(tensors[f"{prefix}{name}.multiplier"], dtype=np.float32),
+                np.asarray(tensors[f"{prefix}{name}.offset"], dtype=np.float32), low, high)
+        self.rescale = {}  # residual stream -> 8-bit activations, models with blocks only
+        for b in range(config.blocks + (1 if config.blocks else 0)):
+            self.rescale[b] = np.asarray(tensors[f"{prefix}rescale{b}"], dtype=np.float32)
+        self.offsets = neighbour_offsets(config.horizon)
+
+    def tensors(self, prefix: str = "exact.") -> dict[str, np.ndarray]:
+        out = {}
+        for name, layer in self.layers.items():
+            out[f"{prefix}{name}.weight"] = np.ascontiguousarray(layer.weight.T.astype(np.int16))
+            out[f"{prefix}{name}.multiplier"] = layer.multiplier
+            out[f"{prefix}{name}.offset"] = layer.offset
+        for b, values in self.rescale.items():
+            out[f"{prefix}rescale{b}"] = values
+        return out
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        """Neighbourhood features float32 [N, F] (integers) -> head int64 [N, size] (2**-12)."""
+        layers, config = self.layers, self.config
+        x = layers["input"](features)
+        if config.blocks:
+            stream = x
+            for b in range(config.blocks):
+                y = _to_activation(stream, self.rescale[b])
+                for i in range(3):
+                    y = layers[f"block{b}.{i}"](y)
+                stream = np.clip(stream + y, -STREAM_LIMIT, STREAM_LIMIT)  # exact: integers below 2**21
+            x = _to_activation(stream, self.rescale[config.blocks])
+        x = layers["hidden"](x)
+        return layers["head"](x).astype(np.int64)
+
+
+def _to_activation(stream: np.ndarray, rescale: np.ndarray) -> np.ndarray:
+    """The ReLU of the residual stream as 8-bit activations (per-channel rescale, float32
+    basic operations as in :class:`ExactLayer`)."""
+    return np.clip(np.floor(stream * rescale + np.float32(0.5)), 0, ACTIVATION_TOP)
+
+
+# ---- neighbourhoods ------------------------------------------------------------------------
+
+class Canvas:
+    """Images of one size with their padding, as the network reads them: float32
+    [B, (H + h) * (W + 2h), 4] (rows above and columns either side padded with zeros),
+    channels ``2v - 255`` (R, G, B; a grey image repeats its channel) and the ones channel.
+
+    Pixels are written with :meth:`write` as they become known (all at once when encoding,
+    one wavefront step at a time when decoding); :meth:`features` gathers the neighbourhood
+    of any pixels whose neighbours are known."""
+
+    def __init__(self, batch: int, height: int, width: int, horizon: int):
+        self.height, self.width, self.horizon = height, width, horizon
+        self.stride = width + 2 * horizon
+        self.data = np.zeros((batch, (height + horizon) * self.stride, 4), dtype=np.float32)
+        inside = self.position(np.arange(height)[:, None], np.arange(width)[None, :]).reshape(-1)
+        self.data[:, inside, 3] = INPUT_LIMIT
+        self.deltas = np.array([dy * self.stride + dx for dy, dx in neighbour_offsets(horizon)], dtype=np.int64)
+
+    def position(self, rows, columns):
+        """Flat canvas index of image pixel (row, column)."""
+        return (np.asarray(rows) + self.horizon) * self.stride + np.asarray(columns) + self.horizon
+
+    def write(self, positions: np.ndarray, values: np.ndarray) -> None:
+        """``values`` uint8 [B, n, c] (c = 3, or 1 for grey) at canvas ``positions`` [n]."""
+        v = values.astype(np.float32) * 2.0 - 255.0
+        if v.shape[2] == 1:
+            v = np.repeat(v, 3, axis=2)
+        self.data[:, positions, :3] = v
+
+    def features(self, positions: np.ndarray) -> np.ndarray:
+        """Neighbourhood features float32 [B * n, P * 4] of the pixels at ``positions`` [n]."""
+        index = positions[:, None] + self.deltas[None, :]
+        gathered = self.data[:, index]  # [B, n, P, 4]
+        return gathered.reshape(-1, len(self.deltas) * 4)
+
+
+def image_features(pixels: np.ndarray, horizon: int, rows: slice | None = None) -> np.ndarray:
+    """Features of every pixel (raster order) of same-size images uint8 [B, H, W, c],
+    optionally only of some rows: float32 [B * rows * W, P * 4]. Only the rows the wanted
+    ones read are laid out (a band of a large image costs memory of the band)."""
+    b, h, w, _ = pixels.shape
+    rows = rows or slice(0, h)
+    first = max(0, rows.start - horizon)
+    band = pixels[:, first : rows.stop]
+    canvas = Canvas(b, band.shape[1], w, horizon)
+    canvas.write(canvas.position(np.arange(band.shape[1])[:, None], np.arange(w)[None, :]).reshape(-1),
+                 band.reshape(b, -1, band.shape[3]))
+    wanted = canvas.position(np.arange(rows.start - first, rows.stop - first)[:, None], np.arange(w)[None, :]).reshape(-1)
+    return canvas.features(wanted)
+
+
+def sampled_features(pixels: np.ndarray, rows: np.ndarray, columns: np.ndarray, horizon: int) -> np.ndarray:
+    """Features float32 [n, P * 4] of the pixels (rows, columns) of one image uint8 [H, W, c],
+    the same values :class:`Canvas` gives, gathered without laying out the whole image."""
+    h, w, c = pixels.shape
+    offsets = np.array(neighbour_offsets(horizon), dtype=np.int64)
+    y = rows[:, None] + offsets[None, :, 0]
+    x = columns[:, None] + offsets[None, :, 1]
+    inside = (y >= 0) & (x >= 0) & (x < w)  # neighbours are never below the pixel
+    values = pixels[np.where(inside, y, 0), np.where(inside, x, 0)].astype(np.float32) * 2.0 - 255.0
+    if c == 1:
+        values = np.repeat(values, 3, axis=2)
+    out = np.zeros(y.shape + (4,), dtype=np.float32)
+    out[..., :3] = np.where(inside[..., None], values[..., :3], 0.0)
+    out[..., 3] = np.where(inside, float(INPUT_LIMIT), 0.0)
+    return out.reshape(len(rows), -1)
+
+
+# ---- quantisation ----------------------------------------------------------------------------
+
+def activation_scales(model, images: np.ndarray, batch: int = 100, percentile: float = 99.999) -> dict[str, np.ndarray]:
+    """Per-channel scales of every 8-bit activation (the ReLU input of each layer but the
+    first): a high percentile of the float activations on ``images`` / 255."""
+    import torch
+
+    captured: dict[str, list] = {}
+    model.eval()
+
+    class Recorder:
+        def activation(self, name, a):
+            captured.setdefault(name, []).append(a.detach().permute(0, 2, 3, 1).reshape(-1, a.shape[1]))
+            return a
+
+        def weight(self, name, w, b):
+            return w, b
+
+        def accumulator(self, name, a):
+            return a
+
+    previous = model.quantizer
+    model.quantizer = Recorder()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch):
+                model.head(torch.from_numpy(images[start : start + batch]))
+    finally:
+        model.quantizer = previous
+    scales = {}
+    for name, parts in captured.items():
+        values = torch.relu(torch.cat(parts)).numpy()
+        top = np.percentile(values, percentile, axis=0)
+        scales[name] = np.maximum(top, 1e-6) / ACTIVATION_TOP
+    return scales
+
+
+def quantize(model, scales: dict[str, np.ndarray]) -> ExactLocalNetwork:
+    """The integer network of a float local model with the given activation scales
+    (``scales[layer]``: per input channel of ``layer``, for every layer but ``input``)."""
+    config: LocalConfig = model.config
+    tensors: dict[str, np.ndarray] = {}
+    names = config.layer_names()
+    out_scale: dict[str, np.ndarray] = {}  # scale of each layer's output units
+    if config.blocks:
+        stream_scale = _stream_scale(model, scales)
+    for name in names:
+        weight, bias = (t.detach().double().numpy() for t in model.layer(name))
+        in_scale = np.full(weight.shape[1], 1.0 / INPUT_LIMIT) if name == "input" else scales[name]
+        folded = weight * in_scale[None, :]
+        limit = weight_limit(weight.shape[1])
+        row_scale = np.maximum(np.abs(folded).max(axis=1), 1e-12) / limit
+        integer = np.clip(np.rint(folded / row_scale[:, None]), -limit, limit)
+        low, _ = layer_bounds(config, name)
+        if name == "head":
+            target = np.full(weight.shape[0], 2.0 ** -ACT_FRAC)
+        elif low < 0:  # the residual stream
+            target = np.full(weight.shape[0], stream_scale)
+        else:  # the next layer's 8-bit input
+            target = scales[_next_layer(names, name)]
+        multiplier = as_float32(row_scale / target)
+        offset = as_float32(bias / target + 0.5)
+        tensors[f"exact.{name}.weight"] = integer.astype(np.int16)
+        tensors[f"exact.{name}.multiplier"] = multiplier
+        tensors[f"exact.{name}.offset"] = offset
+        out_scale[name] = target
+    if config.blocks:
+        for b in range(config.blocks + 1):
+            reader = f"block{b}.0" if b < config.blocks else "hidden"
+            tensors[f"exact.rescale{b}"] = as_float32(stream_scale / scales[reader])
+    return ExactLocalNetwork(config, tensors)
+
+
+def _next_layer(names: list[str], name: str) -> str:
+    return names[names.index(name) + 1]
+
+
+def _stream_scale(model, scales) -> float:
+    """Units of the residual stream: fine enough for 8-bit reads of every channel."""
+    return float(min(s.min() for s in scales.values())) / 16.0
+
+
+class FakeQuantizer:
+    """Quantisation-aware training: the float model rounds weights and 8-bit activations as
+    :func:`quantize` will (straight-through gradients), with fixed activation scales."""
+
+    def __init__(self, model, scales: dict[str, np.ndarray]):
+        import torch
+
+        self.scales = {name: torch.tensor(s, dtype=torch.float32) for name, s in scales.items()}
+        self.names = model.config.layer_names()
+
+    def activation(self, name, a):
+        import torch
+
+        s = self.scales[name].view(1, -1, 1, 1).to(a.dtype)
+        q = torch.clamp(torch.round(torch.relu(a) / s), 0, ACTIVATION_TOP) * s
+        return a + (q - a).detach()  # the caller applies the ReLU; its gradient survives
+
+    def weight(self, name, w, b):
+        import torch
+
+        in_scale = (torch.full((w.shape[1],), 1.0 / INPUT_LIMIT) if name == "input" else self.scales[name]).to(w.dtype)
+        folded = w * in_scale[None, :]
+        limit = weight_limit(w.shape[1])
+        row = folded.detach().abs().amax(dim=1).clamp(min=1e-12) / limit
+        q = torch.clamp(torch.round(folded / row[:, None]), -limit, limit) * row[:, None] / in_scale[None, :]
+        return w + (q - w).detach(), b
+
+    def accumulator(self, name, a):
+        return a
+
+
+def nll_gap_note(float_bpd: float, exact_bpd: float) -> str:
+    return f"float {float_bpd:.5f}, exact {exact_bpd:.5f} bpd (quantisation costs {exact_bpd - float_bpd:+.5f})"
+
+
+__all__ = ["ExactLocalNetwork", "Canvas", "image_features", "sampled_features", "activation_scales", "quantize", "FakeQuantizer",
+           "weight_limit", "math"]

@@ -1,0 +1,121 @@
+"""The local autoregressive model (NeLLoC, Zhang et al. 2021): each pixel from a small causal
+neighbourhood, the float network that trains it.
+
+With horizon ``h`` a pixel (i, j) sees the pixels of the ``h`` rows above within ``h``
+columns either side and the ``h`` pixels to its left (:func:`neighbour_offsets`, a fixed
+order shared with the exact network). Every neighbour brings its channels in [-1, 1] and a
+ones channel; a neighbour outside the image reads as all zeros (ones channel included), so
+the network knows where the image ends and nothing depends on the image's size.
+
+The network is a per-pixel MLP: a linear layer over the neighbourhood (the masked
+``(2h+1) x (2h+1)`` convolution of the paper), ReLU, ``blocks`` pre-activation residual blocks
+of three linear layers, a hidden linear layer, and the head: PixelCNN++'s discretized
+logistic mixture with the linear R -> G -> B coupling (:mod:`neuralzip.distributions`).
+Every matrix product reads ReLU outputs (or pixels), which is what lets the exact network
+(:mod:`neuralzip.exact.local`) quantise them to 8 bits and still sum exactly in float32.
+
+Training may simulate that quantisation (``quantized=True``, straight-through rounding of
+weights and activations with the exact network's scales), so the float NLL the trainer
+optimises is the one the coder pays.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..distributions import MixtureLayout, mixture_log_likelihood
+from .neighbourhood import LocalConfig, neighbour_offsets
+
+
+def head_channels(config: LocalConfig) -> int:
+    return MixtureLayout(config.channels, config.mixtures).size
+
+
+def neighbourhood_kernel_mask(horizon: int) -> tuple[torch.Tensor, int, int]:
+    """The flat kernel slots of the neighbours in a ``(h+1) x (2h+1)`` window whose bottom
+    row is the pixel's own (window origin h rows up and h columns left)."""
+    kw = 2 * horizon + 1
+    slots = [(dy + horizon) * kw + dx + horizon for dy, dx in neighbour_offsets(horizon)]
+    return torch.tensor(slots), horizon + 1, kw
+
+
+class LocalModel(nn.Module):
+    """The float local autoregressive model: ``nll_nats(images)`` gives nats per image."""
+
+    def __init__(self, config: LocalConfig, seed: int = 0):
+        super().__init__()
+        self.config = config
+        self.layout = MixtureLayout(config.channels, config.mixtures)
+        generator = torch.Generator().manual_seed(seed)
+        w = config.width
+        shapes = {"input": (w, config.input_features)}
+        for b in range(config.blocks):
+            shapes.update({f"block{b}.0": (w, w), f"block{b}.1": (w, w), f"block{b}.2": (w, w)})
+        shapes.update({"hidden": (w, w), "head": (head_channels(config), w)})
+        self.weight = nn.ParameterDict()
+        self.bias = nn.ParameterDict()
+        for name, (out_features, in_features) in shapes.items():
+            scale = (2.0 / in_features) ** 0.5  # He initialisation for ReLU inputs
+            if name.endswith(".2"):
+                scale *= 0.1  # residual branches start near zero: a deep stack starts near identity
+            if name == "head":
+                scale *= 0.1
+            key = name.replace(".", "_")
+            self.weight[key] = nn.Parameter(torch.randn(out_features, in_features, generator=generator) * scale)
+            self.bias[key] = nn.Parameter(torch.zeros(out_features))
+        slots, kh, kw = neighbourhood_kernel_mask(config.horizon)
+        self.register_buffer("slots", slots, persistent=False)
+        self.kernel = (kh, kw)
+        self.quantizer = None  # set by neuralzip.exact.local.attach_quantizer for QAT
+
+    def layer(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        key = name.replace(".", "_")
+        return self.weight[key], self.bias[key]
+
+    def input_kernel(self, weight: torch.Tensor) -> torch.Tensor:
+        """The input layer's [W, P*(C+1)] matrix as a masked (h+1) x (2h+1) conv kernel."""
+        c1 = self.config.channels + 1
+        kh, kw = self.kernel
+        kernel = weight.new_zeros(weight.shape[0], c1, kh * kw)
+        # neighbour-major features: feature n*(C+1) + c is channel c of neighbour n
+        kernel[:, :, self.slots] = weight.view(weight.shape[0], -1, c1).transpose(1, 2)
+        return kernel.view(weight.shape[0], c1, kh, kw)
+
+    def head(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, H, W, C] -> mixture parameters [B, size, H, W] (float32)."""
+        h = self.config.horizon
+        x = images.permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0
+        x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+        x = F.pad(x, (h, h, h, 0)).contiguous(memory_format=torch.channels_last)
+        q = self.quantizer
+        weight, bias = self.layer("input")
+        if q is not None:
+            weight, bias = q.weight("input", weight, bias)
+        a = F.conv2d(x, self.input_kernel(weight).to(x.dtype), bias.to(x.dtype))
+        if q is not None:
+            a = q.accumulator("input", a)
+        stream = a
+        for b in range(self.config.blocks):
+            y = stream
+            for i in range(3):
+                y = self._linear(f"block{b}.{i}", F.relu(y))
+            stream = stream + y
+        y = self._linear("hidden", F.relu(stream))
+        return self._linear("head", F.relu(y)).float()
+
+    def _linear(self, name: str, activation: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.layer(name)
+        q = self.quantizer
+        if q is not None:
+            activation = q.activation(name, activation)
+            weight, bias = q.weight(name, weight, bias)
+        out = F.conv2d(activation, weight[:, :, None, None].to(activation.dtype), bias.to(activation.dtype))
+        return q.accumulator(name, out) if q is not None else out
+
+    def nll_nats(self, images: torch.Tensor, autocast: bool = False) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            params = self.head(images)
+        x = images.permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0
+        return -mixture_log_likelihood(params, x, self.layout).sum(dim=(1, 2))

@@ -1,0 +1,42 @@
+"""Sizes and causal neighbourhood of local autoregressive models (no torch: the exact coder
+and the float model of :mod:`neuralzip.nets.local` both read them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import ConfigMixin
+
+
+@dataclass(frozen=True)
+class LocalConfig(ConfigMixin):
+    """Sizes of a local autoregressive model."""
+
+    horizon: int = 3
+    width: int = 256
+    blocks: int = 0
+    mixtures: int = 10
+    channels: int = 3
+
+    @property
+    def neighbours(self) -> int:
+        return self.horizon * (2 * self.horizon + 1) + self.horizon
+
+    @property
+    def input_features(self) -> int:
+        """Per neighbour its channels and the ones channel."""
+        return self.neighbours * (self.channels + 1)
+
+    def layer_names(self) -> list[str]:
+        """Linear layers in execution order (the names of their weights)."""
+        names = ["input"]
+        for b in range(self.blocks):
+            names += [f"block{b}.0", f"block{b}.1", f"block{b}.2"]
+        return names + ["hidden", "head"]
+
+
+def neighbour_offsets(horizon: int) -> list[tuple[int, int]]:
+    """(dy, dx) of the causal neighbourhood in its fixed order: the rows above, top first,
+    left to right, then the pixels to the left on the pixel's own row."""
+    above = [(dy, dx) for dy in range(-horizon, 0) for dx in range(-horizon, horizon + 1)]
+    return above + [(0, dx) for dx in range(-horizon, 0)]

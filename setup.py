@@ -1,0 +1,21 @@
+"""Packaging that pyproject.toml cannot express: the shipped weights and the C accelerator.
+
+* The top-level ``models/`` directory (where shipped weights live in the repository) is
+  installed as ``neuralzip/models/``, so a wheel or a non-editable install carries every
+  shipped model version.
+* The optional C accelerator of the local codec: ``optional=True``, so without a C compiler
+  the build goes on and nzip uses the numpy code, which defines the same arithmetic
+  (slower decoding, identical files).
+"""
+
+from setuptools import Extension, find_packages, setup
+
+setup(
+    packages=find_packages(include=["neuralzip*"]) + ["neuralzip.models"],
+    package_dir={"neuralzip.models": "models"},
+    package_data={"neuralzip": ["py.typed"], "neuralzip.models": ["*.safetensors", "*.json"]},
+    ext_modules=[Extension(
+        "neuralzip.exact._mixture", ["neuralzip/exact/_mixture.c"], optional=True,
+        extra_compile_args=["-O2", "-fwrapv", "-ffp-contract=off", "-fno-fast-math"],
+    )],
+)

@@ -1,0 +1,193 @@
+"""The local autoregressive codec: causal neighbourhoods, exact integer network, wavefront
+decoding that equals the encoder on any size, batch and thread count."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from neuralzip.codecs.base import ImageShape, PayloadError
+from neuralzip.exact import wavefront
+from neuralzip.exact.local import (
+    FakeQuantizer, activation_scales, image_features, quantize, sampled_features, weight_limit,
+)
+from neuralzip.images import PixelImage
+from neuralzip.nets.local import LocalConfig, neighbour_offsets
+
+from .conftest import smooth_image, tiny_local_model
+
+ODD_SIZES = [(1, 1), (1, 9), (9, 1), (2, 2), (5, 7), (13, 4), (6, 33)]
+
+
+def _shape(image: PixelImage) -> ImageShape:
+    return ImageShape(image.mode, image.width, image.height)
+
+
+@pytest.mark.parametrize("h,w,horizon", [(1, 1, 3), (4, 9, 3), (9, 4, 3), (7, 7, 1), (32, 32, 3), (5, 40, 2)])
+def test_wavefront_visits_every_pixel_once_after_its_neighbours(h, w, horizon):
+    step_of = np.full((h, w), -1)
+    for t in range(wavefront.steps(h, w, horizon)):
+        rows, cols = wavefront.active(t, h, w, horizon)
+        assert np.all(np.diff(rows) == 1) and len(rows) <= wavefront.parallel_rows(h, w, horizon)
+        assert np.all(step_of[rows, cols] == -1)
+        step_of[rows, cols] = t
+        s = wavefront.stream_count(h, w, horizon)
+        for members in wavefront.rounds(rows, s):
+            streams = rows[members] % s
+            assert len(set(streams.tolist())) == len(streams)  # one pop per stream per round
+    assert np.all(step_of >= 0)
+    for dy, dx in neighbour_offsets(horizon):
+        for i in range(h):
+            for j in range(w):
+                y, x = i + dy, j + dx
+                if 0 <= y < h and 0 <= x < w:
+                    assert step_of[y, x] < step_of[i, j]
+
+
+def test_float_model_is_causal_and_local():
+    model = tiny_local_model()
+    image = torch.from_numpy(smooth_image(9, 11, seed=1))[None]
+    base = model.head(image)
+    changed = image.clone()
+    changed[0, 4, 5] = 255 - changed[0, 4, 5]
+    moved = ((model.head(changed) - base).abs().sum(dim=1)[0] > 0).nonzero().tolist()
+    expected = {(4 - dy, 5 - dx) for dy, dx in neighbour_offsets(3)}
+    assert {tuple(p) for p in moved} == {p for p in expected if 0 <= p[0] < 9 and 0 <= p[1] < 11}
+
+
+def test_features_of_bands_and_samples_match_the_whole_image():
+    image = smooth_image(23, 17, seed=4)
+    whole = image_features(image[None], 3)
+    assert np.array_equal(image_features(image[None], 3, slice(6, 15)), whole[6 * 17 : 15 * 17])
+    rows, cols = np.divmod(np.arange(23 * 17), 17)
+    assert np.array_equal(sampled_features(image, rows, cols, 3), whole)
+
+
+def test_exact_network_sums_exactly_in_float32():
+    """The worst case the weight limit allows: every product at its extreme, same sign."""
+    model = tiny_local_model(width=256)
+    network = quantize(model, activation_scales(model, np.stack([smooth_image(10, 10, seed=s) for s in range(3)])))
+    for layer in network.layers.values():
+        fan_in = layer.weight.shape[0]
+        assert np.abs(layer.weight).max() <= weight_limit(fan_in)
+        assert fan_in * 255 * weight_limit(fan_in) < 2**24
+    layer = network.layers["hidden"]
+    x = np.full((3, layer.weight.shape[0]), 255.0, dtype=np.float32)
+    extreme = np.full_like(layer.weight, weight_limit(layer.weight.shape[0]))
+    assert np.array_equal((x @ extreme).astype(np.int64), x.astype(np.int64) @ extreme.astype(np.int64))
+    features = image_features(smooth_image(8, 8, seed=2)[None], 3)
+    acc = features @ network.layers["input"].weight
+    assert np.array_equal(acc.astype(np.int64), features.astype(np.int64) @ network.layers["input"].weight.astype(np.int64))
+
+
+def test_quantisation_aware_forward_tracks_the_exact_code_length(tiny_local):
+    model = tiny_local_model()
+    images = np.stack([smooth_image(12, 12, seed=s) for s in range(4)])
+    scales = activation_scales(model, images)
+    from neuralzip.codecs.local import LocalCodec
+
+    codec = LocalCodec.from_float(model, images)
+    exact = codec.nll_bits_per_subpixel(images)
+    model.quantizer = FakeQuantizer(model, scales)
+    with torch.no_grad():
+        simulated = float(model.nll_nats(torch.from_numpy(images)).sum()) / (images.size * np.log(2))
+    model.quantizer = None
+    assert abs(simulated - exact) < 0.02 * exact
+
+
+def test_round_trip_odd_sizes_and_modes(tiny_local):
+    rng = np.random.default_rng(0)
+    images = [PixelImage("RGB", smooth_image(h, w, seed=i)) for i, (h, w) in enumerate(ODD_SIZES)]
+    images += [PixelImage("L", smooth_image(7, 5, 1, seed=8)), PixelImage("RGBA", smooth_image(6, 9, 4, seed=9)),
+               PixelImage("LA", smooth_image(3, 4, 2, seed=10)),
+               PixelImage("RGB", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)),
+               PixelImage("RGB", np.zeros((4, 6, 3), np.uint8)), PixelImage("RGB", np.full((4, 6, 3), 255, np.uint8))]
+    encoded = tiny_local.encode(images)
+    decoded = tiny_local.decode(encoded.payloads, [_shape(im) for im in images])
+    for original, image, payload, bits in zip(images, decoded, encoded.payloads, encoded.nll_bits):
+        assert image.mode == original.mode and np.array_equal(image.pixels, original.pixels)
+        assert len(payload) * 8 <= bits + 40  # one stream: its ending costs a few bits at most
+    one_at_a_time = [tiny_local.encode([im]).payloads[0] for im in images]
+    assert one_at_a_time == encoded.payloads  # a payload does not depend on the batch
+
+
+def test_several_streams_large_image_and_estimate(tiny_local):
+    image = PixelImage("RGB", smooth_image(70, 150, seed=3))
+    assert wavefront.stream_count(70, 150, 3) > 1
+    encoded = tiny_local.encode([image])
+    assert np.array_equal(tiny_local.decode(encoded.payloads, [_shape(image)])[0].pixels, image.pixels)
+    estimate = tiny_local.estimate_bits(image)
+    assert abs(estimate - encoded.nll_bits[0]) < 0.05 * encoded.nll_bits[0]
+
+
+def test_decode_with_other_batch_and_thread_count(tiny_local, monkeypatch):
+    images = [PixelImage("RGB", smooth_image(10, 12, seed=s)) for s in range(6)]
+    monkeypatch.setenv("NZIP_THREADS", "1")
+    payloads = tiny_local.encode(images).payloads
+    monkeypatch.setenv("NZIP_THREADS", "2")
+    assert tiny_local.encode(images).payloads == payloads
+    decoded = tiny_local.decode(payloads[::-1], [_shape(im) for im in images[::-1]])
+    for original, image in zip(images[::-1], decoded):
+        assert np.array_equal(original.pixels, image.pixels)
+
+
+def test_corrupt_payloads_fail_their_own_image(tiny_local):
+    images = [PixelImage("RGB", smooth_image(9, 9, seed=s)) for s in range(3)]
+    payloads = tiny_local.encode(images).payloads
+    bad = bytearray(payloads[1])
+    bad[len(bad) // 2] ^= 0x10
+    results = tiny_local.decode_each([payloads[0], bytes(bad), payloads[2][:-3]], [_shape(im) for im in images])
+    assert np.array_equal(results[0].pixels, images[0].pixels)
+    for result, original in zip(results[1:], images[1:]):  # an error, or (rarely) pixels the checksum refuses
+        assert isinstance(result, PayloadError) or not np.array_equal(result.pixels, original.pixels)
+
+
+def test_api_round_trip_and_checksum(tiny_local):
+    from neuralzip import api, codecs
+    from neuralzip.container import FormatError
+
+    codecs.register(tiny_local)
+    image = PixelImage("RGB", smooth_image(11, 13, seed=5))
+    data = api.compress(image, model="local")
+    assert np.array_equal(api.decompress(data).pixels, image.pixels)
+    damaged = bytearray(data)
+    damaged[-4] ^= 0x01
+    with pytest.raises(FormatError):
+        api.decompress(bytes(damaged))
+
+
+def test_versions_keep_old_files_decodable_and_decoding_needs_no_torch(tmp_path):
+    """Export two versions of a tiny model: files of the first still decode once the second
+    is the default, and decoding a local file in a fresh process never imports torch."""
+    from safetensors.numpy import save_file
+
+    from neuralzip.codecs.local import LocalCodec
+    from neuralzip.registry import installed_versions, sha256_file
+
+    models = tmp_path / "models"
+    models.mkdir()
+    calibration = np.stack([smooth_image(12, 12, seed=s) for s in range(4)])
+    for version, seed in ((1, 0), (2, 1)):
+        codec = LocalCodec.from_float(tiny_local_model(seed=seed), calibration)
+        weights = models / f"local-v{version}.safetensors"
+        save_file(codec.integer_tensors(), str(weights))
+        card = {"name": "local", "family": "local", "codec_id": 64, "version": version,
+                "config": codec.config.to_dict(), "sha256": sha256_file(weights)}
+        (models / f"local-v{version}.json").write_text(__import__("json").dumps(card))
+        if version == 1:
+            env = {**os.environ, "NZIP_MODELS": str(models)}
+            image = tmp_path / "x.png"
+            from PIL import Image
+
+            Image.fromarray(smooth_image(9, 14, seed=7)).save(image)
+            subprocess.run([sys.executable, "-m", "neuralzip.cli", "compress", "-m", "local", str(image)],
+                           check=True, env=env)
+    assert [v.version for v in installed_versions("local", models)] == [1, 2]
+    script = ("import sys, neuralzip; image = neuralzip.decompress(open(sys.argv[1], 'rb').read()); "
+              "print(neuralzip.info(open(sys.argv[1], 'rb').read())['model_version'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "x.png.nzip")], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["local", "v1", "False"]
