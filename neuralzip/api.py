@@ -60,9 +60,15 @@ def resolve_codec(model: str | None) -> Codec:
     return codec_table.get_codec(model or codec_table.default_codec_name())
 
 
+def _entry(name: str, image: PixelImage, payload: bytes = b"") -> Entry:
+    """A container entry: shape, checksum (pixels and metadata), metadata, payload."""
+    from .metadata import serialize
+
+    return Entry(name, image.mode, image.width, image.height, pixel_checksum(image), payload, serialize(image.metadata))
+
+
 def _single(codec: Codec, image: PixelImage, payload: bytes) -> bytes:
-    entry = Entry("", image.mode, image.width, image.height, pixel_checksum(image), payload)
-    return pack(Container(codec.codec_id, codec.model_hash, [entry]))
+    return pack(Container(codec.codec_id, codec.model_hash, [_entry("", image, payload)]))
 
 
 def compress_batch(images: list, model: str | None = AUTO, budget: float | None = None) -> list[Compressed]:
@@ -117,7 +123,7 @@ def compress_archive(images: list, names: list[str], model: str | None = AUTO, b
     for image in images:
         codec.check(image)
     encoded = codec.encode(images)
-    entries = [Entry(name, im.mode, im.width, im.height, pixel_checksum(im)) for name, im in zip(names, images)]
+    entries = [_entry(name, im) for name, im in zip(names, images)]
     if codec.chained:
         container = Container(codec.codec_id, codec.model_hash, entries, archive=True, chained_payload=encoded.payloads[0])
     else:
@@ -160,7 +166,15 @@ def decode_container(container: Container, codec: Codec | None = None,
 
 
 def _verified(entry: Entry, image: PixelImage) -> PixelImage:
-    """``image`` if its checksum is the one the file recorded, else :class:`ChecksumError`."""
+    """``image`` with the entry's metadata, if their checksum is the one the file recorded,
+    else :class:`ChecksumError`."""
+    if entry.metadata:
+        from .metadata import MetadataError, parse
+
+        try:
+            image.metadata = parse(entry.metadata)
+        except MetadataError as error:
+            raise CorruptError(f"corrupt metadata{' in ' + entry.name if entry.name else ''}: {error}") from None
     if pixel_checksum(image) != entry.checksum:
         raise ChecksumError(f"checksum mismatch{' in ' + entry.name if entry.name else ''}: "
                             "the decoded pixels differ from the original (corrupt file)")
@@ -239,12 +253,11 @@ def info(data: bytes) -> dict:
             "payload_bytes": payload,
             "bits_per_subpixel": (8 * payload / subpixels) if payload is not None else None,
             "checksum": f"{e.checksum:08x}",
+            "metadata": _metadata_summary(e.metadata),
         })
     total_subpixels = sum(e.width * e.height * _channels(e.mode) for e in container.entries)
-    from .container import FORMAT_VERSION
-
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": container.version,
         "codec": spec.name if spec else f"unknown ({container.codec_id})",
         "codec_id": container.codec_id,
         "model_hash": container.model_hash.hex(),
@@ -255,6 +268,17 @@ def info(data: bytes) -> dict:
         "bits_per_subpixel": 8 * len(data) / total_subpixels if total_subpixels else None,
         "images": images,
     }
+
+
+def _metadata_summary(block: bytes) -> str | None:
+    if not block:
+        return None
+    from .metadata import MetadataError, describe, parse
+
+    try:
+        return describe(parse(block))
+    except MetadataError:
+        return "corrupt"
 
 
 def _model_version(spec, model_hash: bytes) -> str | None:

@@ -133,9 +133,10 @@ def _report(reporter: Reporter, messages) -> None:
 @click.option("--budget", type=click.FloatRange(min=0.1), default=None,
               help="auto: seconds per image for trying codecs, and for decoding the one chosen (estimated; default 60).")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images (default 268M pixels).")
+@click.option("--strip", is_flag=True, help="Drop metadata (ICC profile, EXIF, text, ...): pixels only.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Parallel worker processes.")
 @click.pass_context
-def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels, jobs):
+def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels, strip, jobs):
     """Compress images to IMG.nzip (inputs are kept)."""
     ctx.obj["quiet"] = quiet
 
@@ -156,14 +157,18 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
         if verbose and model != api.AUTO:
             codec = api.resolve_codec(model)
             reporter.say(f"codec: {codec.name} ({codec.description})")
-        options = file_jobs.Options(model, budget, force, max_pixels, verbose, None if archive else output)
+        options = file_jobs.Options(model, budget, force, max_pixels, verbose, None if archive else output, strip)
         if not archive and not to_stdout:
             _report(reporter, file_jobs.run(file_jobs.compress_files, paths, options, jobs))
             return
         loaded = []
         for path in paths:
             try:
-                loaded.append((path, read_image(path, max_pixels or DEFAULT_MAX_PIXELS)))
+                image = read_image(path, max_pixels or DEFAULT_MAX_PIXELS)
+                note = file_jobs.prepare_metadata(image, strip)
+                if note:
+                    reporter.say(f"nzip: {path}: {note}")
+                loaded.append((path, image))
             except _known_errors() as error:
                 reporter.error(str(path), error)
         if not loaded:
@@ -258,6 +263,8 @@ def info(ctx, inputs, as_json):
                 label = f"  {image['name'] or 'image'}: {image['width']}x{image['height']} {image['mode']}"
                 if image["payload_bytes"] is not None:
                     label += f", payload {image['payload_bytes']} bytes ({image['bits_per_subpixel']:.3f} bits/sub-pixel)"
+                if image.get("metadata"):
+                    label += f", keeps {image['metadata']}"
                 click.echo(label + f", crc32 {image['checksum']}")
 
     _run(ctx, body)

@@ -15,6 +15,12 @@ Single image (all integers little-endian; ``varint`` = unsigned LEB128)::
 
 A 32x32 RGB image with a payload under 16 KiB has a 19-byte header.
 
+Version 2 (written only when an image carries metadata, so files without any are the
+bytes version 1 gives, and version 1 files stay readable): in ``flags`` bit 6 says the image
+has a metadata block, which follows its checksum: ``varint length``, then the block
+(:func:`neuralzip.metadata.serialize`). In archives the per-image tag becomes
+``4 x name length + 2 x metadata bit + same-shape bit``.
+
 Archive (flags bit 7 set, mode bits zero)::
 
     magic, version, codec id, model hash, flags   (11 bytes, as above)
@@ -38,7 +44,10 @@ import struct
 from dataclasses import dataclass, field
 
 MAGIC = b"NZIP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this nzip writes; it reads every version in READ_VERSIONS
+READ_VERSIONS = (1, 2)
+METADATA_FLAG = 0x40
+MAX_METADATA = 1 << 26
 MAX_SIDE = 1 << 20
 MAX_NAME = 1024
 MAX_COUNT = 1 << 24
@@ -95,6 +104,7 @@ class Entry:
     height: int
     checksum: int
     payload: bytes = b""
+    metadata: bytes = b""  # serialized PNG chunks (format version 2)
 
 
 @dataclass
@@ -104,6 +114,7 @@ class Container:
     entries: list[Entry] = field(default_factory=list)
     archive: bool = False
     chained_payload: bytes | None = None  # archives of chained codecs only
+    version: int = 0  # the format version read (0: not read from bytes; pack chooses)
 
     @property
     def chained(self) -> bool:
@@ -157,35 +168,42 @@ class _Reader:
         return len(self.data) - self.pos
 
 
-def _prefix(codec_id: int, model_hash: bytes, flags: int) -> bytes:
+def _prefix(version: int, codec_id: int, model_hash: bytes, flags: int) -> bytes:
     if len(model_hash) != 4:
         raise ValueError("model hash must be 4 bytes")
-    return MAGIC + bytes([FORMAT_VERSION, codec_id]) + model_hash + bytes([flags])
+    return MAGIC + bytes([version, codec_id]) + model_hash + bytes([flags])
 
 
 def _image_fields(entry: Entry) -> bytes:
     return varint(entry.width) + varint(entry.height) + struct.pack("<I", entry.checksum)
 
 
+def _metadata_field(entry: Entry) -> bytes:
+    return varint(len(entry.metadata)) + entry.metadata if entry.metadata else b""
+
+
 def pack(container: Container) -> bytes:
     """Serialise a container (single image unless ``archive`` or several entries)."""
+    version = 2 if any(entry.metadata for entry in container.entries) else 1
     if not container.archive:
         if len(container.entries) != 1 or container.chained:
             raise ValueError("a single-image container holds exactly one entry and its own payload")
         entry = container.entries[0]
-        return (_prefix(container.codec_id, container.model_hash, MODES[entry.mode])
-                + _image_fields(entry) + varint(len(entry.payload)) + entry.payload)
-    out = bytearray(_prefix(container.codec_id, container.model_hash, ARCHIVE_FLAG))
+        flags = MODES[entry.mode] | (METADATA_FLAG if entry.metadata else 0)
+        return (_prefix(version, container.codec_id, container.model_hash, flags)
+                + _image_fields(entry) + _metadata_field(entry) + varint(len(entry.payload)) + entry.payload)
+    out = bytearray(_prefix(version, container.codec_id, container.model_hash, ARCHIVE_FLAG))
     out += varint(len(container.entries)) + bytes([1 if container.chained else 0])
     previous = None
     for entry in container.entries:
         name = entry.name.encode("utf-8")
         shape = (entry.mode, entry.width, entry.height)
         same = shape == previous
-        out += varint(2 * len(name) + same) + name
+        tag = 2 * len(name) + same if version == 1 else 4 * len(name) + 2 * bool(entry.metadata) + same
+        out += varint(tag) + name
         if not same:
             out += bytes([MODES[entry.mode]]) + varint(entry.width) + varint(entry.height)
-        out += struct.pack("<I", entry.checksum)
+        out += struct.pack("<I", entry.checksum) + _metadata_field(entry)
         previous = shape
         if not container.chained:
             out += varint(len(entry.payload)) + entry.payload
@@ -212,8 +230,8 @@ def _checksum(reader: _Reader) -> int:
     return struct.unpack("<I", reader.take(4, "checksum"))[0]
 
 
-def _payload(reader: _Reader, what: str) -> bytes:
-    length = reader.varint(f"{what} length", 1 << 40)
+def _payload(reader: _Reader, what: str, limit: int = 1 << 40) -> bytes:
+    length = reader.varint(f"{what} length", limit)
     return reader.take(length, what)
 
 
@@ -228,18 +246,22 @@ def unpack(data: bytes) -> Container:
     reader = _Reader(data)
     reader.take(len(MAGIC), "magic")
     version = reader.byte("version")
-    if version != FORMAT_VERSION:
-        raise UnsupportedVersionError(f"unsupported .nzip format version {version} (this nzip reads version {FORMAT_VERSION})")
+    if version not in READ_VERSIONS:
+        raise UnsupportedVersionError(f"unsupported .nzip format version {version} (this nzip reads versions "
+                                      f"{', '.join(map(str, READ_VERSIONS))}; made by a newer nzip?)")
     codec_id = reader.byte("codec id")
     model_hash = reader.take(4, "model hash")
     flags = reader.byte("flags")
     if not flags & ARCHIVE_FLAG:
-        mode = _mode(flags & 0x7F)
+        has_metadata = version >= 2 and bool(flags & METADATA_FLAG)
+        mode = _mode(flags & (0x3F if version >= 2 else 0x7F))
         width, height = _size(reader)
         entry = Entry("", mode, width, height, _checksum(reader))
+        if has_metadata:
+            entry.metadata = _payload(reader, "metadata", MAX_METADATA)
         entry.payload = _payload(reader, "payload")
         _expect_end(reader)
-        return Container(codec_id, model_hash, [entry])
+        return Container(codec_id, model_hash, [entry], version=version)
     if flags & 0x7F:
         raise CorruptError("corrupt header: archive flags carry a mode")
     count = reader.varint("image count", MAX_COUNT)
@@ -251,9 +273,11 @@ def unpack(data: bytes) -> Container:
     entries = []
     shape = None
     for _ in range(count):
-        tag = reader.varint("name length", 2 * MAX_NAME + 1)
+        wide = version >= 2
+        tag = reader.varint("name length", (4 if wide else 2) * MAX_NAME + 3)
+        has_metadata = wide and bool(tag & 2)
         try:
-            name = reader.take(tag >> 1, "name").decode("utf-8")
+            name = reader.take(tag >> (2 if wide else 1), "name").decode("utf-8")
         except UnicodeDecodeError:
             raise CorruptError("corrupt archive: an image name is not UTF-8") from None
         if tag & 1:
@@ -262,12 +286,14 @@ def unpack(data: bytes) -> Container:
         else:
             shape = (_mode(reader.byte("mode")), *_size(reader))
         entry = Entry(name, *shape, _checksum(reader))
+        if has_metadata:
+            entry.metadata = _payload(reader, "metadata", MAX_METADATA)
         if not chained_flag:
             entry.payload = _payload(reader, "payload")
         entries.append(entry)
     chained = _payload(reader, "shared payload") if chained_flag else None
     _expect_end(reader)
-    return Container(codec_id, model_hash, entries, archive=True, chained_payload=chained)
+    return Container(codec_id, model_hash, entries, archive=True, chained_payload=chained, version=version)
 
 
 def _expect_end(reader: _Reader) -> None:

@@ -14,8 +14,11 @@ Guarantees:
 
 16-bit colour PNGs keep all 16 bits (modes ``RGB;16``, ``RGBA;16``, ``LA;16``, uint16).
 
-Metadata (ICC profile, EXIF, text chunks) is not stored in .nzip files: :func:`read_image`
-lists what a file had in ``PixelImage.dropped_metadata`` so the CLI can say so.
+Metadata that changes how an image displays or describes it (ICC profile, EXIF, XMP, text
+chunks, gamma and chromaticities, resolution, background, transparency keys in every mode)
+is read into ``PixelImage.metadata`` as PNG chunks (:mod:`neuralzip.metadata`), covered by
+the checksum and written back by :func:`png_bytes`; what could not be kept is listed in
+``PixelImage.dropped_metadata`` (the command line refuses such inputs unless ``--strip``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class PixelImage:
     palette_mode: str | None = None
     transparency: int | None = None
     dropped_metadata: list[str] = field(default_factory=list)
+    metadata: tuple = ()  # PNG ancillary chunks (type, data), see neuralzip.metadata
 
     @property
     def height(self) -> int:
@@ -98,6 +102,10 @@ def pixel_checksum(image: PixelImage) -> int:
     crc = zlib.crc32(np.ascontiguousarray(image.pixels).astype(image.pixels.dtype.newbyteorder("<")).tobytes(), crc)
     if image.palette is not None:
         crc = zlib.crc32(f"{image.palette_mode}:{image.transparency}:".encode() + image.palette, crc)
+    if image.metadata:
+        from .metadata import serialize
+
+        crc = zlib.crc32(b"META:" + serialize(image.metadata), crc)
     return crc & 0xFFFFFFFF
 
 
@@ -128,7 +136,24 @@ def decode_image_bytes(data: bytes, label: str = "input", max_pixels: int = DEFA
         raise ImageError(f"{label}: empty file")
     png = _png_bit_depth(data[:32])
     if png is not None and png[0] == 16 and png[1] in (2, 4, 6):
-        return _read_wide_png(data, label, max_pixels)
+        return _with_png_metadata(_read_wide_png(data, label, max_pixels), data, label)
+    image = _decode_with_pillow(data, label, max_pixels)
+    return _with_png_metadata(image, data, label) if png is not None else image
+
+
+def _with_png_metadata(image: PixelImage, data: bytes, label: str) -> PixelImage:
+    """``image`` with the PNG file's ancillary chunks as its metadata."""
+    from .metadata import MetadataError, from_png
+
+    try:
+        image.metadata = from_png(data, palette=image.mode in ("P", "PA"))
+    except MetadataError as error:
+        raise ImageError(f"{label}: damaged image ({error})") from None
+    image.dropped_metadata = []
+    return image
+
+
+def _decode_with_pillow(data: bytes, label: str, max_pixels: int) -> PixelImage:
     previous = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = max_pixels
@@ -204,9 +229,10 @@ def _from_pil(im: Image.Image, label: str) -> PixelImage:
     array = np.ascontiguousarray(array.astype(_DTYPES[mode], copy=False))
     if array.ndim == 2:
         array = array[:, :, None]
-    dropped = [key for key in ("icc_profile", "exif", "xmp", "dpi") if im.info.get(key)]
-    if getattr(im, "text", None):
-        dropped.append("text")
+    from .metadata import from_info, unkept
+
+    metadata = from_info(im.info)
+    dropped = unkept(im.info, getattr(im, "text", None) if im.format != "PNG" else None)
     palette = palette_mode = transparency = None
     if mode in ("P", "PA"):
         palette_mode, palette = im.palette.getdata() if im.palette is not None else ("RGB", b"")
@@ -218,9 +244,9 @@ def _from_pil(im: Image.Image, label: str) -> PixelImage:
             palette, palette_mode, transparency = np.concatenate([rgb, alpha[:, None]], 1).tobytes(), "RGBA", None
         elif transparency is not None and not isinstance(transparency, int):
             raise ImageError(f"{label}: unsupported palette transparency")
-    elif "transparency" in im.info:
+    elif "transparency" in im.info and im.format != "PNG":
         dropped.append("transparency key")
-    return PixelImage(mode, array, palette, palette_mode, transparency, dropped)
+    return PixelImage(mode, array, palette, palette_mode, transparency, dropped, metadata)
 
 
 def to_pil(image: PixelImage) -> Image.Image:
@@ -246,14 +272,20 @@ def png_bytes(image: PixelImage, optimize: bool = False) -> bytes:
     if image.mode in WIDE_MODES.values():
         import imagecodecs
 
-        return bytes(imagecodecs.png_encode(image.pixels, level=9 if optimize else 6))
-    buffer = io.BytesIO()
-    im = to_pil(image)
-    kwargs = {"optimize": optimize}
-    if image.transparency is not None:
-        kwargs["transparency"] = image.transparency
-    im.save(buffer, format="PNG", **kwargs)
-    return buffer.getvalue()
+        data = bytes(imagecodecs.png_encode(image.pixels, level=9 if optimize else 6))
+    else:
+        buffer = io.BytesIO()
+        im = to_pil(image)
+        kwargs = {"optimize": optimize}
+        if image.transparency is not None:
+            kwargs["transparency"] = image.transparency
+        im.save(buffer, format="PNG", **kwargs)
+        data = buffer.getvalue()
+    if image.metadata:
+        from .metadata import splice
+
+        data = splice(data, image.metadata)
+    return data
 
 
 def default_file_mode() -> int:

@@ -29,6 +29,7 @@ class Options:
     max_pixels: int | None = None
     verbose: bool = False
     output: str | None = None  # single input only
+    strip: bool = False  # drop metadata instead of keeping it
 
 
 @dataclass
@@ -83,6 +84,23 @@ def safe_entry_name(name: str, index: int) -> str:
     return base
 
 
+def prepare_metadata(image, strip: bool) -> str | None:
+    """Apply ``--strip`` to ``image``; returns the note to print, if any. An image holding
+    something nzip cannot keep is refused (ImageError) unless ``strip`` accepts the loss."""
+    from .images import ImageError
+    from .metadata import describe
+
+    if strip:
+        dropped = [describe(image.metadata)] if image.metadata else []
+        dropped += image.dropped_metadata
+        image.metadata, image.dropped_metadata = (), []
+        return f"stripped {', '.join(dropped)} (--strip)" if dropped else None
+    if image.dropped_metadata:
+        raise ImageError(f"holds {', '.join(image.dropped_metadata)}, which nzip cannot keep "
+                         "(--strip compresses the pixels and drops all metadata)")
+    return None
+
+
 def compress_files(paths: list[Path], options: Options) -> list[Message]:
     """Compress each path to PATH.nzip (or ``options.output``)."""
     from . import api
@@ -97,8 +115,9 @@ def compress_files(paths: list[Path], options: Options) -> list[Message]:
             image = read_image(path, options.max_pixels or DEFAULT_MAX_PIXELS)
             if codec is not None:
                 codec.check(image)
-            if image.dropped_metadata:
-                messages.append(Message(False, str(path), f"note: {', '.join(image.dropped_metadata)} not stored (pixels only)"))
+            note = prepare_metadata(image, options.strip)
+            if note:
+                messages.append(Message(False, str(path), note))
             loaded.append((path, image))
         except errors as error:
             messages.append(Message(True, str(path), describe(error)))

@@ -15,7 +15,7 @@ from neuralzip.exact.local import (
     FakeQuantizer, activation_scales, image_features, quantize, sampled_features, weight_limit,
 )
 from neuralzip.images import PixelImage
-from neuralzip.nets.local import LocalConfig, neighbour_offsets
+from neuralzip.nets.local import neighbour_offsets
 
 from .conftest import smooth_image, tiny_local_model
 

@@ -79,3 +79,20 @@ class Codec(ABC):
     @abstractmethod
     def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
         """Images from payloads; ``shapes`` gives each image's mode and size."""
+
+
+class PerImageCodec(Codec):
+    """A codec whose batch decoding reports failures per image: :meth:`decode_each` returns,
+    per image, the image or the :class:`PayloadError` that stopped it (one bad file never
+    fails the others); :meth:`decode` raises the first such error."""
+
+    def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
+        results = self.decode_each(payloads, shapes)
+        for result in results:
+            if isinstance(result, PayloadError):
+                raise result
+        return results
+
+    @abstractmethod
+    def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
+        """Per image: the decoded image or the PayloadError that stopped it."""

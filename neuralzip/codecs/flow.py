@@ -30,8 +30,8 @@ from ..exact.latent import HALF, ExactLatentPrior
 from ..exact.network import ExactNetwork, tensors_hash
 from ..images import PixelImage
 from ..nets.flow import FlowConfig, IntegerFlow, coupling_graph, prior_graph, squeeze, unsqueeze
-from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
-from .tiles import join_streams, pad_tile, raise_first_error, split_streams, tile_grid
+from .base import Encoded, PerImageCodec, ImageShape, PayloadError, UnsupportedImageError
+from .tiles import join_streams, pad_tile, split_streams, tile_grid
 
 TILE = 32
 BATCH = 4096  # tiles decoded together: the per-latent loop is cheaper per tile in large batches
@@ -42,7 +42,7 @@ PREPARE_BLOCK = 16  # latent positions per block of decoder tables
 INPUT_SHIFT = ACT_FRAC - 7  # latents / 128 in fixed point: multiply by 2**5
 
 
-class FlowCodec(Codec):
+class FlowCodec(PerImageCodec):
     name, codec_id, kind = "flow", 32, "neural"
     description = "integer discrete flow, exact integer inference, one pass each way"
 
@@ -124,9 +124,6 @@ class FlowCodec(Codec):
             payloads.append(join_streams([streams[i] for i in mine]))
             nll.append(float(sum(bits[i] for i in mine)))
         return Encoded(payloads, nll)
-
-    def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
-        return raise_first_error(self.decode_each(payloads, shapes))
 
     def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
         """Per image the decoded image or the PayloadError that stopped it."""

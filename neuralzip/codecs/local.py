@@ -38,8 +38,8 @@ from ..nets.neighbourhood import LocalConfig
 from ..progress import progress
 from ..threads import codec_threads
 from ..exact import wavefront
-from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
-from .tiles import ALPHA_MODES, COLOUR_CHANNELS, decode_alpha, encode_alpha, join_streams, raise_first_error, split_streams
+from .base import Encoded, PerImageCodec, ImageShape, PayloadError, UnsupportedImageError
+from .tiles import ALPHA_MODES, COLOUR_CHANNELS, decode_alpha, encode_alpha, join_streams, split_streams
 
 ENCODE_PIXELS = 1 << 16  # pixels per encoding chunk (bounds memory on large images)
 NETWORK_ROWS = 4096  # network rows per matrix product: activations stay in cache
@@ -73,7 +73,7 @@ def search_arity_bits(rows: int) -> int:
     return 1
 
 
-class LocalCodec(Codec):
+class LocalCodec(PerImageCodec):
     name, codec_id, kind = "local", 64, "neural"
     description = "local autoregressive model (NeLLoC-style), exact integer inference, wavefront decoding"
 
@@ -137,9 +137,6 @@ class LocalCodec(Codec):
                 payloads[i] = alpha + join_streams(streams[k])
                 nll[i] = float(bits[k]) + 8 * len(alpha)
         return Encoded(payloads, nll)
-
-    def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
-        return raise_first_error(self.decode_each(payloads, shapes))
 
     def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
         """Like :meth:`decode`, but a bad payload only fails its own image: returns, per

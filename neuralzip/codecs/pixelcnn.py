@@ -30,7 +30,6 @@ import torch
 
 from ..coding import TOTAL, BatchAnsDecoder, CodingError
 from ..coding import encode as ans_encode
-from ..container import varint
 from ..distributions import MixtureLayout
 from ..exact.fixedpoint import ACT_ONE
 from ..exact.mixture import ExactMixture, pixel_to_input
@@ -38,8 +37,8 @@ from ..exact.network import ExactNetwork, IncrementalRun, tensors_hash
 from ..images import PixelImage
 from ..progress import progress
 from ..nets.pixelcnn import PixelCNN, PixelCNNConfig, build_pixelcnn
-from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
-from .tiles import ALPHA_MODES, COLOUR_CHANNELS, decode_alpha, encode_alpha, join_streams, raise_first_error, split_streams, tile_grid
+from .base import Encoded, PerImageCodec, ImageShape, PayloadError, UnsupportedImageError
+from .tiles import ALPHA_MODES, COLOUR_CHANNELS, decode_alpha, encode_alpha, join_streams, split_streams, tile_grid
 
 TILE = 32
 LARGE_TILE = 64
@@ -58,7 +57,7 @@ def _several_tiles_possible(height: int, width: int) -> bool:
     return height > TILE or width > TILE
 
 
-class PixelCNNCodec(Codec):
+class PixelCNNCodec(PerImageCodec):
     name, codec_id, kind = "pixelcnn", 16, "neural"
     description = "PixelCNN++ (autoregressive, discretized logistic mixtures, exact integer inference)"
 
@@ -123,9 +122,6 @@ class PixelCNNCodec(Codec):
             payloads.append(header + alpha + join_streams([streams[i] for i in mine]))
             nll.append(float(bits[mine].sum()) + 8 * len(alpha))
         return Encoded(payloads, nll)
-
-    def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
-        return raise_first_error(self.decode_each(payloads, shapes))
 
     def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
         """Like :meth:`decode`, but a bad payload only fails its own image: returns, per

@@ -93,11 +93,3 @@ def split_streams(payload: bytes, count: int, codec: str) -> list[np.ndarray]:
         return [bytes_to_stream(payload[bounds[i] : bounds[i + 1]]) for i in range(count)]
     except CodingError as error:
         raise PayloadError(f"{codec} payload is corrupt ({error})") from None
-
-
-def raise_first_error(results: list) -> list:
-    """``results`` of a ``decode_each``: raise the first PayloadError, else return them."""
-    for result in results:
-        if isinstance(result, PayloadError):
-            raise result
-    return results
