@@ -24,7 +24,7 @@ from .codecs.base import Codec, ImageShape, PayloadError
 from .container import (
     ChecksumError, Container, CorruptError, Entry, FormatError, ModelMismatchError, UnknownModelError, pack, unpack,
 )
-from .images import DEFAULT_MAX_PIXELS, PixelImage, pixel_checksum, read_image
+from .images import DEFAULT_MAX_PIXELS, PixelImage, read_image
 from .registry import ModelError
 
 
@@ -60,28 +60,32 @@ def resolve_codec(model: str | None) -> Codec:
     return codec_table.get_codec(model or codec_table.default_codec_name())
 
 
-def _entry(name: str, image: PixelImage, payload: bytes = b"") -> Entry:
-    """A container entry: shape, checksum (pixels and metadata), metadata, payload."""
+def _entry(codec: Codec, name: str, image: PixelImage, payload: bytes = b"") -> Entry:
+    """A container entry: shape, the codec's checksum (pixels and metadata, or the file it
+    keeps), metadata (none where the codec keeps the file, which holds its own), payload."""
     from .metadata import serialize
 
-    return Entry(name, image.mode, image.width, image.height, pixel_checksum(image), payload, serialize(image.metadata))
+    metadata = b"" if codec.keeps_file else serialize(image.metadata)
+    return Entry(name, image.mode, image.width, image.height, codec.checksum(image), payload, metadata)
 
 
 def _single(codec: Codec, image: PixelImage, payload: bytes) -> bytes:
-    return pack(Container(codec.codec_id, codec.model_hash, [_entry("", image, payload)]))
+    return pack(Container(codec.codec_id, codec.model_hash, [_entry(codec, "", image, payload)]))
 
 
-def compress_batch(images: list, model: str | None = AUTO, budget: float | None = None) -> list[Compressed]:
+def compress_batch(images: list, model: str | None = AUTO, budget: float | None = None,
+                   keep_files: bool = True) -> list[Compressed]:
     """One single-image .nzip file per image; the batch only makes neural coding faster.
 
     ``model``: a codec name, or ``"auto"``/None to keep, per image, the smallest of every
-    suitable codec (within ``budget`` seconds per image)."""
+    suitable codec (within ``budget`` seconds per image); ``keep_files``: auto keeps a JPEG
+    input as its file (the identical .jpg comes back) instead of coding its pixels."""
     images = [_as_image(im) for im in images]
     if model in (None, AUTO):
         from .auto import DEFAULT_BUDGET, choose
 
         out = []
-        for image, choice in zip(images, choose(images, budget or DEFAULT_BUDGET)):
+        for image, choice in zip(images, choose(images, budget or DEFAULT_BUDGET, keep_files=keep_files)):
             codec = codec_table.get_codec(choice.codec)
             nll = [choice.nll_bits] if choice.nll_bits is not None else None
             out.append(Compressed(_single(codec, image, choice.payload), codec.name, nll, choice))
@@ -123,7 +127,7 @@ def compress_archive(images: list, names: list[str], model: str | None = AUTO, b
     for image in images:
         codec.check(image)
     encoded = codec.encode(images)
-    entries = [_entry(name, im) for name, im in zip(names, images)]
+    entries = [_entry(codec, name, im) for name, im in zip(names, images)]
     if codec.chained:
         container = Container(codec.codec_id, codec.model_hash, entries, archive=True, chained_payload=encoded.payloads[0])
     else:
@@ -162,10 +166,10 @@ def decode_container(container: Container, codec: Codec | None = None,
         images = codec.decode(payloads, shapes)
     except PayloadError as error:
         raise CorruptError(f"corrupt payload: {error}") from None
-    return [(entry.name, _verified(entry, image)) for entry, image in zip(container.entries, images)]
+    return [(entry.name, _verified(entry, image, codec)) for entry, image in zip(container.entries, images)]
 
 
-def _verified(entry: Entry, image: PixelImage) -> PixelImage:
+def _verified(entry: Entry, image: PixelImage, codec: Codec) -> PixelImage:
     """``image`` with the entry's metadata, if their checksum is the one the file recorded,
     else :class:`ChecksumError`."""
     if entry.metadata:
@@ -175,7 +179,7 @@ def _verified(entry: Entry, image: PixelImage) -> PixelImage:
             image.metadata = parse(entry.metadata)
         except MetadataError as error:
             raise CorruptError(f"corrupt metadata{' in ' + entry.name if entry.name else ''}: {error}") from None
-    if pixel_checksum(image) != entry.checksum:
+    if codec.checksum(image) != entry.checksum:
         raise ChecksumError(f"checksum mismatch{' in ' + entry.name if entry.name else ''}: "
                             "the decoded pixels differ from the original (corrupt file)")
     return image
@@ -211,7 +215,7 @@ def decode_containers(containers: list[Container], max_pixels: int = DEFAULT_MAX
             continue
         for i, entry, image in zip(members, entries, images):
             try:
-                out[i] = [(entry.name, _verified(entry, image))]
+                out[i] = [(entry.name, _verified(entry, image, codec))]
             except ChecksumError as error:
                 out[i] = error
     return out

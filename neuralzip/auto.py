@@ -59,7 +59,10 @@ class Choice:
     def explain(self, subpixels: int) -> str:
         ranked = sorted(self.sizes.items(), key=lambda kv: kv[1])
         parts = [f"{name} {8 * size / subpixels:.3f}" for name, size in ranked]
-        skipped = [f"{name} skipped ({why})" for name, why in self.skipped.items()]
+        reasons: dict[str, list[str]] = {}
+        for name, why in self.skipped.items():
+            reasons.setdefault(why, []).append(name)
+        skipped = [f"{', '.join(names)} skipped ({why})" for why, names in reasons.items()]
         return f"auto chose {self.codec}: bits/sub-pixel " + ", ".join(parts) + ("; " + ", ".join(skipped) if skipped else "")
 
 
@@ -100,18 +103,34 @@ class _Estimator:
         return reference_bits * self._crop_bits(codec.name, side) / max(1.0, self._crop_bits(self.reference, side))
 
 
-def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list[str] | None = None) -> list[Choice]:
-    """Code every image with each candidate codec (in batches) and pick the smallest."""
+def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list[str] | None = None,
+           keep_files: bool = True) -> list[Choice]:
+    """Code every image with each candidate codec (in batches) and pick the smallest. With
+    ``keep_files``, an input a codec keeps as its file (a JPEG: lossless transcoding, the
+    original bytes restored) is coded that way alone: its pixels would be larger, and the
+    file itself would be lost."""
     names = names or candidates()
     choices = [None] * len(images)
     tried: list[dict[str, tuple[bytes, float | None]]] = [{} for _ in images]
     skipped: list[dict[str, str]] = [{} for _ in images]
+    keeper = codec_table.get_codec("jpeg") if keep_files and "jpeg" in codec_table.BY_NAME else None
+    kept = set()
+    for i, image in enumerate(images):
+        if keeper is not None and keeper.supports(image):
+            try:
+                tried[i]["jpeg"] = (keeper.encode([image]).payloads[0], None)
+                kept.add(i)
+            except codec_table.UnsupportedImageError as error:
+                skipped[i]["jpeg"] = str(error)
     estimators: dict[int, _Estimator] = {}
     spent = [0.0] * len(images)
     for name in names:
         codec: Codec = codec_table.get_codec(name)
         todo = []
         for i, image in enumerate(images):
+            if i in kept:
+                skipped[i][name] = "a JPEG input is kept as its file (--pixels codes its pixels instead)"
+                continue
             if not codec.supports(image):
                 continue
             pixels = image.width * image.height

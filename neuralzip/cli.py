@@ -125,7 +125,7 @@ def _report(reporter: Reporter, messages) -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or archive (several inputs or a folder).")
 @click.option("-m", "--model", default="auto", show_default=True,
-              help="auto (smallest of all codecs), pixelcnn, flow, vae, png, webp, jxl, j2k (see `nzip models`).")
+              help="auto (smallest of all codecs), local, local-photo, pixelcnn, flow, vae, png, webp, jxl, j2k, jpeg (see `nzip models`).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write the .nzip data to standard output.")
 @click.option("-v", "--verbose", is_flag=True, help="Say which codec was used and why.")
@@ -134,9 +134,10 @@ def _report(reporter: Reporter, messages) -> None:
               help="auto: seconds per image for trying codecs, and for decoding the one chosen (estimated; default 60).")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images (default 268M pixels).")
 @click.option("--strip", is_flag=True, help="Drop metadata (ICC profile, EXIF, text, ...): pixels only.")
+@click.option("--pixels", is_flag=True, help="auto: code a JPEG input's pixels instead of keeping the JPEG file itself.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Parallel worker processes.")
 @click.pass_context
-def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels, strip, jobs):
+def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels, strip, pixels, jobs):
     """Compress images to IMG.nzip (inputs are kept)."""
     ctx.obj["quiet"] = quiet
 
@@ -157,7 +158,8 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
         if verbose and model != api.AUTO:
             codec = api.resolve_codec(model)
             reporter.say(f"codec: {codec.name} ({codec.description})")
-        options = file_jobs.Options(model, budget, force, max_pixels, verbose, None if archive else output, strip)
+        options = file_jobs.Options(model, budget, force, max_pixels, verbose, None if archive else output, strip,
+                                    keep_files=not pixels)
         if not archive and not to_stdout:
             _report(reporter, file_jobs.run(file_jobs.compress_files, paths, options, jobs))
             return
@@ -165,7 +167,9 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
         for path in paths:
             try:
                 image = read_image(path, max_pixels or DEFAULT_MAX_PIXELS)
-                note = file_jobs.prepare_metadata(image, strip)
+                # an archive keeps a JPEG as its file only with -m jpeg (auto picks one codec for all)
+                kept = file_jobs.keeps_file(image, model, not pixels) and (model == "jpeg" or to_stdout)
+                note = file_jobs.prepare_metadata(image, strip, kept)
                 if note:
                     reporter.say(f"nzip: {path}: {note}")
                 loaded.append((path, image))
@@ -175,7 +179,7 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
             return
         if to_stdout:
             (path, image), = loaded
-            result = api.compress_batch([image], model, budget)[0]
+            result = api.compress_batch([image], model, budget, keep_files=not pixels)[0]
             if verbose and result.choice is not None:
                 reporter.say(f"{path}: {result.choice.explain(image.subpixels)}")
             sys.stdout.buffer.write(result.data)

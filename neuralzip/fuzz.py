@@ -251,6 +251,17 @@ def make_seeds(codec_names: list[str], rng: np.random.Generator) -> list[Seed]:
     candidates = [PixelImage("RGB", smooth(8, 8, 3, 1)), PixelImage("RGB", smooth(6, 10, 3, 2)),
                   PixelImage("L", smooth(7, 9, 1, 3)), PixelImage("RGBA", smooth(6, 11, 4, 4)),
                   PixelImage("LA", smooth(5, 5, 2, 5))]
+    if "jpeg" in codec_names:  # JPEG files, which the jpeg codec keeps as files
+        import io
+
+        from PIL import Image
+
+        from .images import decode_image_bytes
+
+        for pixels in (smooth(16, 24, 3, 6), smooth(9, 13, 1, 7)[:, :, 0]):
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, "JPEG", quality=85)
+            candidates.append(decode_image_bytes(buffer.getvalue()))
     seeds = []
     for name in codec_names:
         codec = codec_table.get_codec(name)

@@ -66,6 +66,8 @@ class PixelImage:
     transparency: int | None = None
     dropped_metadata: list[str] = field(default_factory=list)
     metadata: tuple = ()  # PNG ancillary chunks (type, data), see neuralzip.metadata
+    original: bytes | None = None  # the input file itself, where a codec can keep it (JPEG)
+    original_format: str | None = None  # "jpeg" when ``original`` is a JPEG file
 
     @property
     def height(self) -> int:
@@ -138,6 +140,8 @@ def decode_image_bytes(data: bytes, label: str = "input", max_pixels: int = DEFA
     if png is not None and png[0] == 16 and png[1] in (2, 4, 6):
         return _with_png_metadata(_read_wide_png(data, label, max_pixels), data, label)
     image = _decode_with_pillow(data, label, max_pixels)
+    if data[:3] == b"\xff\xd8\xff":  # a JPEG: the jpeg codec keeps the file itself
+        image.original, image.original_format = bytes(data), "jpeg"
     return _with_png_metadata(image, data, label) if png is not None else image
 
 

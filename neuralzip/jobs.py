@@ -30,6 +30,7 @@ class Options:
     verbose: bool = False
     output: str | None = None  # single input only
     strip: bool = False  # drop metadata instead of keeping it
+    keep_files: bool = True  # auto: JPEG inputs kept as files (False: --pixels)
 
 
 @dataclass
@@ -67,29 +68,48 @@ def ratio_line(label: str, data_len: int, subpixels: int, input_len: int | None)
     return line
 
 
-def default_decompressed_name(path: Path) -> Path:
+def default_decompressed_name(path: Path, original: bool = False) -> Path:
+    """X.png.nzip -> X.png (a PNG); for a kept JPEG file, X.jpg.nzip -> X.jpg."""
     name = path.name[:-5] if path.name.endswith(".nzip") and len(path.name) > 5 else path.name
-    if not name.lower().endswith(".png"):
-        name += ".png"
+    suffixes = (".jpg", ".jpeg") if original else (".png",)
+    if not name.lower().endswith(suffixes):
+        name += suffixes[0]
     return path.with_name(name)
 
 
-def safe_entry_name(name: str, index: int) -> str:
-    """An archive entry name as a plain file name: no directories, no '..', ends in .png."""
+def restored_bytes(image) -> bytes:
+    """What a decompressed image is written as: the kept file itself, else a PNG."""
+    from .images import png_bytes
+
+    return image.original if image.original is not None else png_bytes(image)
+
+
+def safe_entry_name(name: str, index: int, original: bool = False) -> str:
+    """An archive entry name as a plain file name: no directories, no '..', ends in .png
+    (in .jpg/.jpeg for a kept JPEG file)."""
     base = name.replace("\\", "/").split("/")[-1].strip()
     if base in ("", ".", "..") or base.startswith("."):
         base = f"image{index:05d}"
-    if not base.lower().endswith(".png"):
-        base += ".png"
+    suffixes = (".jpg", ".jpeg") if original else (".png",)
+    if not base.lower().endswith(suffixes):
+        base += suffixes[0]
     return base
 
 
-def prepare_metadata(image, strip: bool) -> str | None:
+def keeps_file(image, model: str, keep_files: bool) -> bool:
+    """Whether ``image`` will be coded as its own file (a JPEG through the jpeg codec)."""
+    return image.original_format == "jpeg" and (model == "jpeg" or (model == "auto" and keep_files))
+
+
+def prepare_metadata(image, strip: bool, kept_as_file: bool = False) -> str | None:
     """Apply ``--strip`` to ``image``; returns the note to print, if any. An image holding
-    something nzip cannot keep is refused (ImageError) unless ``strip`` accepts the loss."""
+    something nzip cannot keep is refused (ImageError) unless ``strip`` accepts the loss or
+    the file itself is kept (``kept_as_file``: a JPEG, with everything in it)."""
     from .images import ImageError
     from .metadata import describe
 
+    if kept_as_file:
+        return None
     if strip:
         dropped = [describe(image.metadata)] if image.metadata else []
         dropped += image.dropped_metadata
@@ -115,7 +135,7 @@ def compress_files(paths: list[Path], options: Options) -> list[Message]:
             image = read_image(path, options.max_pixels or DEFAULT_MAX_PIXELS)
             if codec is not None:
                 codec.check(image)
-            note = prepare_metadata(image, options.strip)
+            note = prepare_metadata(image, options.strip, keeps_file(image, options.model, options.keep_files))
             if note:
                 messages.append(Message(False, str(path), note))
             loaded.append((path, image))
@@ -125,7 +145,7 @@ def compress_files(paths: list[Path], options: Options) -> list[Message]:
     for start in range(0, len(loaded), batch):
         chunk = loaded[start : start + batch]
         try:
-            results = api.compress_batch([image for _, image in chunk], options.model, options.budget)
+            results = api.compress_batch([image for _, image in chunk], options.model, options.budget, options.keep_files)
         except errors as error:
             messages += [Message(True, str(path), describe(error)) for path, _ in chunk]
             continue
@@ -172,9 +192,9 @@ def decompress_files(paths: list[Path], options: Options) -> list[Message]:
                 directory.mkdir(parents=True, exist_ok=True)
                 written = 0
                 for index, (name, image) in enumerate(images):
-                    target = directory / safe_entry_name(name, index)
+                    target = directory / safe_entry_name(name, index, image.original is not None)
                     try:
-                        write_atomic(target, png_bytes(image), overwrite=options.force)  # no input of its own: the umask default
+                        write_atomic(target, restored_bytes(image), overwrite=options.force)  # no input of its own: the umask default
                         written += 1
                     except errors as error:
                         messages.append(Message(True, str(target), describe(error)))
@@ -182,8 +202,8 @@ def decompress_files(paths: list[Path], options: Options) -> list[Message]:
                                                    f"({elapsed:.2f} s)"))
             else:
                 image = images[0][1]
-                target = Path(options.output) if options.output else default_decompressed_name(path)
-                write_atomic(target, png_bytes(image), overwrite=options.force, like=path)
+                target = Path(options.output) if options.output else default_decompressed_name(path, image.original is not None)
+                write_atomic(target, restored_bytes(image), overwrite=options.force, like=path)
                 messages.append(Message(False, "", f"{path} -> {target}: {image.width}x{image.height} {image.mode}, "
                                                    f"exact, checksum verified ({elapsed:.2f} s)"))
         except errors as error:

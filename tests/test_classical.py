@@ -48,3 +48,30 @@ def test_webp_keeps_colour_under_transparent_pixels():
 def test_garbage_payload_is_an_error(name):
     with pytest.raises(PayloadError):
         codecs.get_codec(name).decode([b"\x00garbage" * 3], [ImageShape("RGB", 4, 4)])
+
+
+def test_jpeg_inputs_come_back_as_the_identical_file(tmp_path, monkeypatch):
+    """A JPEG is kept as its file: smaller than the JPEG, the same bytes restored."""
+    import io
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from neuralzip.cli import main
+
+    from .conftest import smooth_image
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(smooth_image(96, 128, seed=3)).save("photo.jpg", quality=90, comment=b"kept too")
+    original = (tmp_path / "photo.jpg").read_bytes()
+    runner = CliRunner()
+    assert runner.invoke(main, ["compress", "-m", "png", "photo.jpg"]).exit_code == 1  # the comment: refused
+    result = runner.invoke(main, ["compress", "-v", "photo.jpg"])
+    assert result.exit_code == 0 and "auto chose jpeg" in result.stderr
+    assert (tmp_path / "photo.jpg.nzip").stat().st_size < len(original)
+    (tmp_path / "photo.jpg").rename(tmp_path / "original.jpg")
+    assert runner.invoke(main, ["decompress", "photo.jpg.nzip"]).exit_code == 0
+    assert (tmp_path / "photo.jpg").read_bytes() == original
+    result = runner.invoke(main, ["compress", "-f", "--pixels", "--strip", "-m", "png", "original.jpg"])
+    assert result.exit_code == 0 and "stripped comment" in result.stderr
+    assert Image.open(io.BytesIO((tmp_path / "photo.jpg").read_bytes())).size == (128, 96)

@@ -34,3 +34,8 @@ def test_vector_decodes_exactly(name):
         assert image.pixels.dtype == pixels.dtype and np.array_equal(image.pixels, pixels)
         if f"palette{i}" in expected:
             assert image.palette == expected[f"palette{i}"].tobytes()
+        from neuralzip.metadata import serialize
+
+        assert serialize(image.metadata) == (expected[f"metadata{i}"].tobytes() if f"metadata{i}" in expected else b"")
+        if f"original{i}" in expected:  # a file kept as itself comes back byte for byte
+            assert image.original == expected[f"original{i}"].tobytes()

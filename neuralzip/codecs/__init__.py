@@ -62,6 +62,8 @@ SPECS = [
     CodecSpec("webp", 2, "classical", "WebP lossless (quality 100, method 6)", _classical("WebpCodec")),
     CodecSpec("jxl", 3, "classical", "JPEG-XL lossless (effort 9)", _classical("JxlCodec")),
     CodecSpec("j2k", 4, "classical", "JPEG 2000 reversible, colour transform", _classical("J2kCodec")),
+    CodecSpec("jpeg", 5, "classical", "JPEG inputs as files: JPEG-XL lossless transcoding, the .jpg restored byte for byte",
+              lambda: __import__(f"{__name__}.jpeg", fromlist=["JpegCodec"]).JpegCodec()),
     CodecSpec("pixelcnn", 16, "neural", "PixelCNN++, exact integer inference", _neural("pixelcnn", "PixelCNNCodec", "pixelcnn"), "pixelcnn"),
     CodecSpec("flow", 32, "neural", "integer discrete flow, exact integer inference", _neural("flow", "FlowCodec", "flow"), "flow"),
     CodecSpec("vae", 48, "neural", "hierarchical VAE, bits-back ANS", _neural("bitsback", "BitsBackCodec", "vae"), "vae"),

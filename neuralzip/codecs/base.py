@@ -55,12 +55,20 @@ class Codec(ABC):
     codec_id: int = 0
     kind: str = "classical"  # or "neural"
     chained: bool = False  # True: an archive is one payload (bits-back chains)
+    keeps_file: bool = False  # True: codes the input file itself (its metadata included)
     description: str = ""
 
     @property
     def model_hash(self) -> bytes:
         """4 bytes identifying the exact weights (zeros for codecs without weights)."""
         return NO_MODEL_HASH
+
+    def checksum(self, image: PixelImage) -> int:
+        """The CRC-32 stored with an image this codec coded: pixels and metadata (see
+        :func:`neuralzip.images.pixel_checksum`), unless the codec keeps the file itself."""
+        from ..images import pixel_checksum
+
+        return pixel_checksum(image)
 
     def check(self, image: PixelImage) -> None:
         """Raise :class:`UnsupportedImageError` if this codec cannot code ``image``."""
