@@ -63,7 +63,7 @@ class Choice:
         for name, why in self.skipped.items():
             reasons.setdefault(why, []).append(name)
         skipped = [f"{', '.join(names)} skipped ({why})" for why, names in reasons.items()]
-        return f"auto chose {self.codec}: bits/sub-pixel " + ", ".join(parts) + ("; " + ", ".join(skipped) if skipped else "")
+        return f"auto chose {self.codec}: payload bits/sub-pixel (the .nzip header aside, the same for all) " + ", ".join(parts) + ("; " + ", ".join(skipped) if skipped else "")
 
 
 def candidates() -> list[str]:

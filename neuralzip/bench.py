@@ -167,8 +167,15 @@ def markdown_table(results: list[CodecResult], with_ratio: bool = False) -> str:
         ratio = f" {100 * r.ratio:.1f}% |" if with_ratio and r.ratio is not None else (" - |" if with_ratio else "")
         lines.append(f"| {r.name} | {r.images} | {r.exact} | {r.bpd:.4f} | {r.bpd_nzip:.4f} | "
                      f"{8 * r.payload_bytes / r.subpixels:.4f} | {nll} |{ratio} "
-                     f"{r.encode_img_per_s:.1f} | {r.decode_img_per_s:.1f} |")
+                     f"{rate(r.encode_img_per_s)} | {rate(r.decode_img_per_s)} |")
     return "\n".join(lines)
+
+
+def rate(images_per_second: float) -> str:
+    """Throughput with the precision it needs: 0.0 never hides a slow codec."""
+    if images_per_second >= 10:
+        return f"{images_per_second:.1f}"
+    return f"{images_per_second:.3g}"
 
 
 def plot(results: list[CodecResult], path: Path, title: str) -> None:

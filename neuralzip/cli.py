@@ -320,7 +320,9 @@ def models(ctx):
 
 @main.command()
 @click.argument("image")
-@click.option("-m", "--model", default="pixelcnn", show_default=True, help="Neural model that attributes bits.")
+@click.option("-m", "--model", default="auto", show_default=True,
+              help="Neural model that attributes bits (auto: the one auto would store the image with, "
+                   "else the best neural one, and the codec auto would really use is named).")
 @click.option("-o", "--output", help="Heatmap PNG (default: IMAGE.bits.png).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.pass_context
@@ -328,21 +330,35 @@ def explain(ctx, image, model, output, force):
     """Draw how many bits each pixel costs, beside the image, with the total."""
 
     def body(reporter: Reporter):
-        from . import api
+        from . import api, codecs
         from .explain import ExplainError, pixel_bits, render, summary
         from .images import read_image, write_atomic
 
         _set_threads()
         picture = read_image(image)
-        codec = api.resolve_codec(model)
+        note = ""
+        if model == api.AUTO:
+            choice = api.compress_batch([picture], api.AUTO)[0].choice
+            neural = [name for name in sorted(choice.sizes, key=choice.sizes.get)
+                      if hasattr(codecs.get_codec(name), "pixel_bits")]
+            if not neural:
+                reporter.error(image, "no neural codec that attributes bits can code this image")
+                return
+            codec = codecs.get_codec(neural[0])
+            if choice.codec != codec.name:
+                note = (f"; auto stores this image with {choice.codec} "
+                        f"({8 * choice.sizes[choice.codec] / picture.subpixels:.3f} payload bits/sub-pixel), "
+                        f"the map shows {codec.name}'s model")
+        else:
+            codec = api.resolve_codec(model)
         try:
             bits = pixel_bits(codec, picture)
         except ExplainError as error:
             reporter.error(image, error)
             return
-        line = summary(codec.name, bits, picture)
+        line = summary(codec.name, bits, picture) + note
         target = output or f"{Path(image).with_suffix('')}.bits.png"
-        write_atomic(target, render(picture, bits, f"{Path(image).name}: {line}"), overwrite=force)
+        write_atomic(target, render(picture, bits, f"{Path(image).name}: {summary(codec.name, bits, picture)}"), overwrite=force)
         reporter.say(f"{image} -> {target}: {line}")
 
     _run(ctx, body)
@@ -379,18 +395,32 @@ def bench(ctx, paths, models, json_path, plot_path, batch):
         results = []
         for name in names:
             codec = codecs.get_codec(name)
-            chosen = [i for i, im in enumerate(images) if codec.supports(im)]
+            chosen, reasons = [], {}
+            for i, im in enumerate(images):
+                try:
+                    codec.check(im)
+                    chosen.append(i)
+                except codecs.UnsupportedImageError as error:
+                    reasons.setdefault(str(error), []).append(Path(labels[i]).name)
+            for why, which in reasons.items():
+                reporter.say(f"bench: {name} skips {len(which)} of {len(images)} images ({', '.join(which[:3])}"
+                             f"{', ...' if len(which) > 3 else ''}): {why}")
             if not chosen:
-                reporter.say(f"{name}: codes none of these images (modes)")
                 continue
+            reporter.say(f"bench: {name} on {len(chosen)} image{'s' * (len(chosen) > 1)} ...")
             result = run_codec(name, [images[i] for i in chosen], [labels[i] for i in chosen], batch=batch, keep_per_image=True)
             result.ratio = result.file_bytes / sum(sizes[i] for i in chosen)
+            reporter.say(f"bench: {name}: {result.bpd:.3f} bits/sub-pixel, {result.exact}/{result.images} exact, "
+                         f"encode {result.encode_seconds:.1f} s, decode {result.decode_seconds:.1f} s")
             results.append(result)
         click.echo(markdown_table(results, with_ratio=True))
         if json_path:
             write_results(results, Path(json_path), {"inputs": labels})
         if plot_path:
-            plot(results, Path(plot_path), f"{len(images)} images: size vs decode speed")
+            counts = sorted({r.images for r in results})
+            scope = f"{len(images)} images" if counts == [len(images)] else \
+                f"{len(images)} images (each codec on those it codes: {', '.join(f'{r.name} {r.images}' for r in results)})"
+            plot(results, Path(plot_path), f"{scope}: size vs decode speed")
 
     _run(ctx, body)
 

@@ -58,5 +58,5 @@ def render(image: PixelImage, bits: np.ndarray, title: str) -> bytes:
 
 def summary(codec_name: str, bits: np.ndarray, image: PixelImage) -> str:
     total = float(bits.sum())
-    return (f"{codec_name}: {total / 8:.0f} bytes of model code length, "
+    return (f"{codec_name}: {total / 8:.0f} bytes of model code length (payload, before the coder's few bytes), "
             f"{total / image.subpixels:.3f} bits/sub-pixel, {image.width}x{image.height}")

@@ -62,7 +62,7 @@ def describe(error: BaseException | str) -> str:
 
 def ratio_line(label: str, data_len: int, subpixels: int, input_len: int | None) -> str:
     bits = 8 * data_len / subpixels if subpixels else 0.0
-    line = f"{label}: {data_len} bytes, {bits:.3f} bits/sub-pixel"
+    line = f"{label}: {data_len} bytes, {bits:.3f} bits/sub-pixel (whole file)"
     if input_len:
         line += f", {100 * data_len / input_len:.1f}% of input ({input_len} bytes)"
     return line

@@ -263,3 +263,15 @@ def test_the_executable_reports_click_usage_errors_in_nzip_style(tmp_path):
 
     result = subprocess.run([sys.executable, "-m", "neuralzip.cli", "compress", "--bogus"], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.startswith("nzip: No such option '--bogus'")
+
+
+def test_bench_reports_per_codec_counts_and_explain_names_the_real_codec(workdir):
+    Image.fromarray(smooth_image(8, 8, 1)[:, :, 0]).save("grey.png")
+    result = run("bench", "-m", "png,flow", "small.png", "grey.png")
+    assert result.exit_code == 0
+    assert "bench: flow skips 1 of 2 images (grey.png)" in result.stderr
+    table = {line.split("|")[1].strip(): line for line in result.output.splitlines() if line.startswith("| ")}
+    assert table["flow"].split("|")[2].strip() == "1" and table["png"].split("|")[2].strip() == "2"
+    assert " 0.0 |" not in result.output  # rates keep their precision
+    result = run("explain", "small.png", "-o", "bits2.png")
+    assert result.exit_code == 0 and "model code length" in result.stderr
