@@ -442,14 +442,15 @@ def train(family, args):
 @click.option("--eval-images", type=int, default=None, help="Test images for the card's NLL (default all).")
 @click.option("--version", "version", type=click.IntRange(1), default=None,
               help="Model version to write (default: one above the newest installed; existing versions are frozen).")
+@click.option("--note", default=None, help="Recorded in the card (why this size, what changed).")
 @click.pass_context
-def export(ctx, run_dir, name, data, eval_images, version):
+def export(ctx, run_dir, name, data, eval_images, version, note):
     """Export a training run's EMA weights as a new model version: models/NAME-vN.safetensors + .json."""
 
     def body(reporter: Reporter):
         from .export import export_run
 
-        card = export_run(Path(run_dir), name, data, eval_images, version=version)
+        card = export_run(Path(run_dir), name, data, eval_images, version=version, note=note)
         exact = card["test_nll_bpd"].get("exact")
         reporter.say(f"exported {name} v{card['version']}: test NLL {card['test_nll_bpd']['float']:.4f} bpd (float"
                      + (f", exact {exact:.4f}" if exact is not None else "")

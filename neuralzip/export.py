@@ -36,9 +36,30 @@ def evaluate_float(model, images: np.ndarray, batch: int = 200) -> float:
     return total / (images.size * math.log(2))
 
 
+def _photo_data(settings: dict, data: str | None):
+    """Calibration and test images of a run trained on a photograph corpus, and what the
+    card says of its data (photographs, packages, licences)."""
+    from .train import TrainSettings, training_data
+
+    known = {k: v for k, v in settings.items() if k in TrainSettings.__dataclass_fields__}
+    train, test = training_data(TrainSettings(**known), data)
+    calibration = train.images[spread_subset(len(train), CALIBRATION_IMAGES, seed=3)]
+    manifest = json.loads((Path(settings["photos"]) / "manifest.json").read_text())
+    photos = manifest["photographs"]
+    counts = {split: sum(e["split"] == split for e in photos) for split in ("train", "test")}
+    note = (f"{settings['photo_crops']} random 32x32 crops of {counts['train']} photographs from Debian wallpaper "
+            f"packages ({', '.join(sorted({e['package'] for e in photos}))}), reduced 2-4x"
+            + (", mixed with the CIFAR-10 training set (50,000 images)" if settings.get("with_cifar", True) else "")
+            + f"; test: {settings['photo_test_crops']} crops of {counts['test']} held-out photographs. "
+              "Built by `python -m neuralzip.photoset`; no standard test image was used.")
+    card = {"photographs": [{k: e[k] for k in ("source", "package", "licence", "reduced", "split")} for e in photos]}
+    return calibration, test.images, note, card
+
+
 def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: int | None = None,
                directory: Path | None = None, version: int | None = None, calibration: np.ndarray | None = None,
-               test_images: np.ndarray | None = None, data_note: str | None = None) -> dict:
+               test_images: np.ndarray | None = None, data_note: str | None = None, note: str | None = None,
+               extra_card: dict | None = None) -> dict:
     """Write the run's EMA weights as model ``name`` version ``version`` (default: one
     above the newest installed; an existing version is never overwritten: shipped
     versions are frozen). ``calibration``/``test_images`` replace the CIFAR-10 sets for
@@ -52,6 +73,9 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
     if (directory / f"{stem}.json").exists() or (directory / f"{stem}.safetensors").exists():
         raise FileExistsError(f"{directory / stem}: version {version} of {name} exists (shipped versions are frozen)")
     meta = json.loads((run_dir / "checkpoint.json").read_text())
+    if meta.get("settings", {}).get("photos") and test_images is None:
+        calibration, test_images, data_note, photo_card = _photo_data(meta["settings"], data)
+        extra_card = {**photo_card, **(extra_card or {})}
     family = families()[meta["family"]]
     config = family.config_class.from_dict(meta["config"])
     tensors = load_file(str(run_dir / "checkpoint.safetensors"))
@@ -119,6 +143,8 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
         "test_nll_bpd": {"float": round(bpd, 5), "images": int(len(test_images)),
                          "note": "EMA weights, float32 evaluation; coded bpd is in benchmarks/results", **coded, **extra},
         "exported": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **({"note": note} if note else {}),
+        **(extra_card or {}),
     }
     card_file = directory / f"{stem}.json"
     tmp = card_file.with_suffix(".tmp")

@@ -58,6 +58,8 @@ class TrainSettings:
     photo_crops: int = 200_000  # 32x32 crops of the training photographs
     photo_test_crops: int = 5_000  # crops of the held-out photographs: the test set
     with_cifar: bool = True  # photographs mixed with the CIFAR-10 training set
+    qat: bool = False  # local models: train through the exact network's rounding (straight-through)
+    qat_every_steps: int = 500  # re-measure the 8-bit activation scales this often
     extra: dict = field(default_factory=dict)
 
 
@@ -175,7 +177,22 @@ class Trainer:
         order = np.random.default_rng([self.settings.seed, epoch]).permutation(n)
         return order[position * bs : (position + 1) * bs]
 
+    def _quantizer(self, model):
+        """Quantisation-aware training: the exact network's rounding, with activation scales
+        measured on a fixed spread of training images (the export measures them the same way)."""
+        from .exact.local import FakeQuantizer, activation_scales
+
+        calibration = self.train_set.images[spread_subset(len(self.train_set), 500, seed=3)]
+        previous, model.quantizer = model.quantizer, None
+        try:
+            scales = activation_scales(model, calibration)
+        finally:
+            model.quantizer = previous
+        return FakeQuantizer(model, scales)
+
     def train_step(self) -> float:
+        if self.settings.qat and (self.model.quantizer is None or self.step % self.settings.qat_every_steps == 0):
+            self.model.quantizer = self._quantizer(self.model)
         indices = self.batch_indices(self.step)
         images = torch.from_numpy(self.train_set.images[indices])
         if self.settings.flip:
@@ -201,6 +218,8 @@ class Trainer:
         model = self.family.model_class(self.config)
         model.load_state_dict(self.ema)
         model.eval()
+        if self.settings.qat:  # evaluate what the coder will pay
+            model.quantizer = self._quantizer(model)
         return model
 
     def evaluate(self, n_images: int | None) -> float:

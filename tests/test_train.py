@@ -72,3 +72,18 @@ def test_export_load_and_tamper(tiny_cifar, tmp_path):
     weights.write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(ModelError):
         load_shipped("tiny", models)
+
+
+def test_local_model_trains_quantisation_aware_and_exports(tiny_cifar, tmp_path):
+    """A local run (with QAT) resumes, exports a version with its exact NLL, and codes."""
+    run = tmp_path / "local"
+    args = ["local", "--out", str(run), "--data", str(tiny_cifar), "width=8", "mixtures=2", "batch_size=4",
+            "threads=1", "autocast=false", "eval_every_steps=100", "qat=true", "qat_every_steps=1"]
+    assert train_main(args + ["max_steps=2"]) == 0
+    assert train_main(args + ["max_steps=3"]) == 0  # resumed
+    card = export_run(run, "local", str(tiny_cifar), directory=tmp_path / "models")
+    assert card["codec_id"] == 64 and card["version"] == 1 and card["training"]["steps"] == 3
+    assert card["test_nll_bpd"]["exact"] > 0 and (tmp_path / "models" / "local-v1.safetensors").exists()
+    with pytest.raises(FileExistsError):
+        export_run(run, "local", str(tiny_cifar), directory=tmp_path / "models", version=1)  # frozen
+    assert export_run(run, "local", str(tiny_cifar), directory=tmp_path / "models")["version"] == 2

@@ -68,7 +68,7 @@ class LocalModel(nn.Module):
         slots, kh, kw = neighbourhood_kernel_mask(config.horizon)
         self.register_buffer("slots", slots, persistent=False)
         self.kernel = (kh, kw)
-        self.quantizer = None  # set by neuralzip.exact.local.attach_quantizer for QAT
+        self.quantizer = None  # a neuralzip.exact.local.FakeQuantizer during quantisation-aware training
 
     def layer(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         key = name.replace(".", "_")
