@@ -36,6 +36,9 @@ ENCODE_PIXELS_PER_SECOND = {"png": 1_000_000, "j2k": 2_000_000, "jxl": 100_000, 
                             "flow": 25_000, "vae": 20_000, "local": 100_000, "local-photo": 100_000}
 DECODE_PIXELS_PER_SECOND = {"pixelcnn": 5_000, "flow": 30_000, "vae": 20_000,  # classical ones: negligible
                             "local": 40_000, "local-photo": 40_000}
+# Decoding time over encoding time, per neural codec (benchmarks/results): after a codec has
+# encoded an image here, its decoding time is estimated from that measurement, on this machine.
+DECODE_PER_ENCODE = {"pixelcnn": 1.3, "flow": 1.3, "vae": 1.2, "local": 1.6, "local-photo": 1.6}
 # Codecs in the order they are tried: the classical ones first (cheap, and the guarantee rests
 # on them), then the neural ones, likely winners first.
 ORDER = ("jxl", "webp", "j2k", "png", "local", "local-photo", "pixelcnn", "flow", "vae")
@@ -140,7 +143,7 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
                 continue
             decode_estimate = pixels / DECODE_PIXELS_PER_SECOND.get(name, 1e12)
             if decode_estimate > budget:
-                skipped[i][name] = f"~{decode_estimate:.0f} s to decode estimated, budget {budget:.0f} s"
+                skipped[i][name] = f"~{decode_estimate:.0f} s to decode estimated (benchmark rate), budget {budget:.0f} s"
                 continue
             if tried[i] and _large(image):
                 started = time.perf_counter()
@@ -170,6 +173,11 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
         elapsed = (time.perf_counter() - started) / len(todo)
         for k, i in enumerate(todo):
             spent[i] += elapsed
+            measured = elapsed * DECODE_PER_ENCODE.get(name, 0.0)  # calibrated on this machine
+            if measured > budget:
+                skipped[i][name] = (f"~{measured:.0f} s to decode estimated from its {elapsed:.1f} s encode here, "
+                                    f"budget {budget:.0f} s")
+                continue
             tried[i][name] = (payloads[k], nll[k])
     for i, image in enumerate(images):
         if not tried[i]:  # the budget allowed nothing: the fastest codec that can, regardless

@@ -232,6 +232,9 @@ def _checksum(reader: _Reader) -> int:
 
 def _payload(reader: _Reader, what: str, limit: int = 1 << 40) -> bytes:
     length = reader.varint(f"{what} length", limit)
+    left = reader.remaining()
+    if length > 2 * left + 4096:  # far more than a cut file would miss: the length itself is damaged
+        raise CorruptError(f"corrupt header: the {what} length says {length} bytes, the file has {left} left")
     return reader.take(length, what)
 
 

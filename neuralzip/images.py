@@ -150,9 +150,17 @@ def _with_png_metadata(image: PixelImage, data: bytes, label: str) -> PixelImage
     from .metadata import MetadataError, from_png
 
     try:
-        image.metadata = from_png(data, palette=image.mode in ("P", "PA"))
+        chunks = from_png(data, palette=image.mode in ("P", "PA"))
     except MetadataError as error:
         raise ImageError(f"{label}: damaged image ({error})") from None
+    depth, colour_type = data[24], data[25]
+    if colour_type == 0 and depth < 8 and image.mode == "L":
+        # a 2/4-bit grey PNG is read (and restored) as 8-bit samples scaled by 255 / (2^d - 1):
+        # its transparency key and background grey are in sample units, so they scale too
+        factor = 255 // ((1 << depth) - 1)
+        chunks = tuple((kind, struct.pack(">H", struct.unpack(">H", body)[0] * factor))
+                       if kind in (b"tRNS", b"bKGD") and len(body) == 2 else (kind, body) for kind, body in chunks)
+    image.metadata = chunks
     image.dropped_metadata = []
     return image
 

@@ -76,3 +76,11 @@ def test_huge_sides_and_counts_are_refused_before_allocating():
     huge_count = prefix + bytes([c.ARCHIVE_FLAG]) + b"\xff\xff\xff\x07" + b"\x00"
     with pytest.raises(c.FormatError):
         c.unpack(huge_count)
+
+
+def test_a_damaged_length_is_called_corrupt_not_truncated():
+    data = bytearray(_single(b"x" * 50))
+    at = data.index(bytes([50]) + b"x" * 50)  # the payload length varint
+    data[at : at + 1] = b"\xff\xff\x03"  # ~65,000 bytes announced, 50 present
+    with pytest.raises(c.CorruptError, match="corrupt header: the payload length says"):
+        c.unpack(bytes(data))

@@ -104,3 +104,22 @@ def test_what_cannot_be_kept_is_refused_unless_stripped(tmp_path, monkeypatch):
     result = runner.invoke(main, ["compress", "-m", "png", "c.jpg"])
     assert result.exit_code == 1 and "comment" in result.stderr and "--strip" in result.stderr
     assert runner.invoke(main, ["compress", "-m", "png", "--strip", "c.jpg"]).exit_code == 0
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_low_bit_depth_grey_keys_keep_marking_the_same_pixels(bits):
+    """The key is in the file's sample units: the restored PNG must mark the same pixels."""
+    levels = (1 << bits) - 1
+    raw = (np.arange(48).reshape(6, 8) % (levels + 1)).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(raw * (255 // levels)).save(buffer, "PNG", bits=bits)
+    key = levels // 2 if levels > 1 else 1
+    data = splice(buffer.getvalue(), ((b"tRNS", struct.pack(">H", key)),))
+    back = neuralzip.decompress(neuralzip.compress(decode_image_bytes(data), model="png"))
+    restored = png_bytes(back)
+    depth = restored[24]
+    (stored_key,) = struct.unpack(">H", dict(png_chunks(restored))[b"tRNS"])
+    samples = np.asarray(Image.open(io.BytesIO(restored))).astype(np.int64)
+    if depth == 1:
+        samples = samples.astype(np.int64)  # mode "1": 0/1 samples
+    assert np.array_equal(samples == stored_key, raw == key)
