@@ -65,6 +65,8 @@ def ratio_line(label: str, data_len: int, subpixels: int, input_len: int | None)
     line = f"{label}: {data_len} bytes, {bits:.3f} bits/sub-pixel (whole file)"
     if input_len:
         line += f", {100 * data_len / input_len:.1f}% of input ({input_len} bytes)"
+        if data_len > input_len:
+            line += "; larger than the input, whose format was already compressed: nzip stores its pixels exactly"
     return line
 
 
