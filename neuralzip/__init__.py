@@ -1,7 +1,9 @@
 """neuralzip: lossless image compression with neural likelihood models.
 
 Python API (see :mod:`neuralzip.api`): ``compress``, ``compress_batch``, ``compress_archive``,
-``decompress``, ``decompress_all``, ``info``. Command line: ``nzip``.
+``decompress``, ``decompress_all``, ``info``, and the batched ``encode_batch`` /
+``decode_batch``. Datasets: :mod:`neuralzip.dataset`, Ray Data: :mod:`neuralzip.ray`,
+Pillow: ``import neuralzip.pillow``. Command line: ``nzip``.
 """
 
 import os
@@ -13,9 +15,10 @@ import os
 # takes effect when neuralzip is imported before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .api import compress, compress_archive, compress_batch, decompress, decompress_all, info
+from .api import compress, compress_archive, compress_batch, decode_batch, decompress, decompress_all, encode_batch, info
 from .images import PixelImage, read_image
 
 __version__ = "0.1.0"
 __all__ = ["compress", "compress_batch", "compress_archive", "decompress", "decompress_all", "info",
+           "encode_batch", "decode_batch",
            "PixelImage", "read_image", "__version__"]

@@ -44,9 +44,10 @@ class Reporter:
 
 
 def _known_errors():
+    from .dataset import DatasetError
     from .jobs import known_errors
 
-    return known_errors()
+    return known_errors() + (DatasetError,)
 
 
 def _run(ctx: click.Context, body) -> None:
@@ -455,6 +456,82 @@ def export(ctx, run_dir, name, data, eval_images, version, note):
         reporter.say(f"exported {name} v{card['version']}: test NLL {card['test_nll_bpd']['float']:.4f} bpd (float"
                      + (f", exact {exact:.4f}" if exact is not None else "")
                      + f", {card['test_nll_bpd']['images']} images), sha256 {card['sha256'][:12]}")
+
+    _run(ctx, body)
+
+
+@main.group()
+def dataset():
+    """Image collections as shards of .nzip files (see `nzip dataset compress --help`)."""
+
+
+@dataset.command("compress")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("-m", "--model", default="local", show_default=True, help="Codec for every image (auto: smallest per image).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: worker processes here; ray: Ray Data actors (pip install \"neuralzip[ray]\").")
+@click.option("--address", default=None, help="ray: address of an existing cluster (default: start a local one).")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Parallel workers (default: CPU count).")
+@click.option("--shard-size", type=click.IntRange(1), default=1000, show_default=True, help="Images per shard.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.pass_context
+def dataset_compress(ctx, source, out, model, engine, address, workers, shard_size, quiet):
+    """Compress every image under SOURCE into shards in OUT (resumes; complete shards skipped)."""
+    ctx.obj["quiet"] = quiet
+
+    def body(reporter: Reporter):
+        from . import dataset as ds
+
+        if engine == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise click.UsageError('--engine ray needs Ray: pip install "neuralzip[ray]"') from None
+        manifest = ds.compress(Path(source), Path(out), model, shard_size, engine, workers, address,
+                               progress=lambda job: reporter.say(f"nzip: {job.tar_path.name}: {len(job.files)} images done"))
+        for row in manifest["images"]:
+            if "error" in row:
+                reporter.error(row["path"], row["error"])
+        bpd = manifest["bits_per_subpixel"]
+        reporter.say(f"{source} -> {out}: {manifest['count']} images in {len(manifest['shards'])} shards, "
+                     f"{manifest['nzip_bytes']} bytes" + (f", {bpd:.3f} bits/sub-pixel" if bpd else "")
+                     + (f", {manifest['errors']} inputs not readable (listed in manifest.json)" if manifest["errors"] else ""))
+
+    _run(ctx, body)
+
+
+@dataset.command("decompress")
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("target", type=click.Path(file_okay=False))
+@click.pass_context
+def dataset_decompress(ctx, out, target):
+    """Restore every image of dataset OUT under TARGET at its path relative to the source."""
+
+    def body(reporter: Reporter):
+        from . import dataset as ds
+
+        written, problems = ds.decompress(Path(out), Path(target))
+        for problem in problems:
+            reporter.error("", problem)
+        reporter.say(f"{out} -> {target}: {written} images restored, checksums verified")
+
+    _run(ctx, body)
+
+
+@dataset.command("verify")
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.pass_context
+def dataset_verify(ctx, out):
+    """Decode everything in dataset OUT and check it against the manifest (exit 1 on any problem)."""
+
+    def body(reporter: Reporter):
+        from . import dataset as ds
+
+        verified, problems = ds.verify(Path(out))
+        for problem in problems:
+            reporter.error("", problem)
+        reporter.say(f"{out}: {verified} images verified" + (f", {len(problems)} problems" if problems else ", no problems"))
 
     _run(ctx, body)
 

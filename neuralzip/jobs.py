@@ -169,7 +169,7 @@ def decompress_files(paths: list[Path], options: Options) -> list[Message]:
     the same codec are decoded together (see :func:`neuralzip.api.decode_containers`)."""
     from . import api
     from .container import unpack
-    from .images import DEFAULT_MAX_PIXELS, png_bytes, write_atomic
+    from .images import DEFAULT_MAX_PIXELS, write_atomic
 
     messages: list[Message] = []
     errors = known_errors()
