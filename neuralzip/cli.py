@@ -136,9 +136,10 @@ def _report(reporter: Reporter, messages) -> None:
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images (default 268M pixels).")
 @click.option("--strip", is_flag=True, help="Drop metadata (ICC profile, EXIF, text, ...): pixels only.")
 @click.option("--pixels", is_flag=True, help="auto: code a JPEG input's pixels instead of keeping the JPEG file itself.")
+@click.option("--first-frame", is_flag=True, help="Animations and multi-page files: keep the first frame (else refused).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Parallel worker processes.")
 @click.pass_context
-def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels, strip, pixels, jobs):
+def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels, strip, pixels, first_frame, jobs):
     """Compress images to IMG.nzip (inputs are kept)."""
     ctx.obj["quiet"] = quiet
 
@@ -160,14 +161,16 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
             codec = api.resolve_codec(model)
             reporter.say(f"codec: {codec.name} ({codec.description})")
         options = file_jobs.Options(model, budget, force, max_pixels, verbose, None if archive else output, strip,
-                                    keep_files=not pixels)
+                                    keep_files=not pixels, first_frame=first_frame)
         if not archive and not to_stdout:
             _report(reporter, file_jobs.run(file_jobs.compress_files, paths, options, jobs))
             return
         loaded = []
         for path in paths:
             try:
-                image = read_image(path, max_pixels or DEFAULT_MAX_PIXELS)
+                image = read_image(path, max_pixels or DEFAULT_MAX_PIXELS, first_frame)
+                if image.frames_dropped:
+                    reporter.say(f"nzip: {path}: kept the first frame, left out {image.frames_dropped} (--first-frame)")
                 # an archive keeps a JPEG as its file only with -m jpeg (auto picks one codec for all)
                 kept = file_jobs.keeps_file(image, model, not pixels) and (model == "jpeg" or to_stdout)
                 note = file_jobs.prepare_metadata(image, strip, kept)

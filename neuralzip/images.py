@@ -68,6 +68,7 @@ class PixelImage:
     metadata: tuple = ()  # PNG ancillary chunks (type, data), see neuralzip.metadata
     original: bytes | None = None  # the input file itself, where a codec can keep it (JPEG)
     original_format: str | None = None  # "jpeg" when ``original`` is a JPEG file
+    frames_dropped: int = 0  # frames after the first, left out on request (first_frame)
 
     @property
     def height(self) -> int:
@@ -118,8 +119,10 @@ def _png_bit_depth(head: bytes) -> tuple[int, int] | None:
     return head[24], head[25]
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> PixelImage:
-    """Read an image file exactly; see the module docstring for what is refused."""
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, first_frame: bool = False) -> PixelImage:
+    """Read an image file exactly; see the module docstring for what is refused. An image
+    of several frames (animation, multi-page) is refused unless ``first_frame`` accepts
+    keeping only the first (then ``dropped_metadata`` says so)."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
@@ -129,17 +132,18 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         data = path.read_bytes()
     except OSError as error:
         raise ImageError(f"{path}: cannot read ({error.strerror or error})") from None
-    return decode_image_bytes(data, str(path), max_pixels)
+    return decode_image_bytes(data, str(path), max_pixels, first_frame)
 
 
-def decode_image_bytes(data: bytes, label: str = "input", max_pixels: int = DEFAULT_MAX_PIXELS) -> PixelImage:
+def decode_image_bytes(data: bytes, label: str = "input", max_pixels: int = DEFAULT_MAX_PIXELS,
+                       first_frame: bool = False) -> PixelImage:
     """Like :func:`read_image` for bytes in memory."""
     if not data:
         raise ImageError(f"{label}: empty file")
     png = _png_bit_depth(data[:32])
     if png is not None and png[0] == 16 and png[1] in (2, 4, 6):
         return _with_png_metadata(_read_wide_png(data, label, max_pixels), data, label)
-    image = _decode_with_pillow(data, label, max_pixels)
+    image = _decode_with_pillow(data, label, max_pixels, first_frame)
     if data[:3] == b"\xff\xd8\xff":  # a JPEG: the jpeg codec keeps the file itself
         image.original, image.original_format = bytes(data), "jpeg"
     return _with_png_metadata(image, data, label) if png is not None else image
@@ -165,20 +169,23 @@ def _with_png_metadata(image: PixelImage, data: bytes, label: str) -> PixelImage
     return image
 
 
-def _decode_with_pillow(data: bytes, label: str, max_pixels: int) -> PixelImage:
+def _decode_with_pillow(data: bytes, label: str, max_pixels: int, first_frame: bool = False) -> PixelImage:
     previous = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = max_pixels
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                if getattr(im, "n_frames", 1) > 1:
-                    raise ImageError(f"{label}: has {im.n_frames} frames; only single-frame images are supported")
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1 and not first_frame:
+                    raise ImageError(f"{label}: has {frames} frames; nzip stores one (--first-frame keeps only the first)")
                 if im.width * im.height > max_pixels:
                     raise ImageError(f"{label}: {im.width}x{im.height} exceeds the limit of {max_pixels} pixels (raise it with --max-pixels)")
                 _refuse_reduced_depth(im, label)
                 im.load()
-                return _from_pil(im, label)
+                image = _from_pil(im, label)
+                image.frames_dropped = frames - 1
+                return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{label}: too many pixels (limit {max_pixels}; raise it with --max-pixels)") from None
     except ImageError:

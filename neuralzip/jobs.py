@@ -31,6 +31,7 @@ class Options:
     output: str | None = None  # single input only
     strip: bool = False  # drop metadata instead of keeping it
     keep_files: bool = True  # auto: JPEG inputs kept as files (False: --pixels)
+    first_frame: bool = False  # multi-frame inputs: keep the first frame (else refused)
 
 
 @dataclass
@@ -134,7 +135,10 @@ def compress_files(paths: list[Path], options: Options) -> list[Message]:
     loaded = []
     for path in paths:
         try:
-            image = read_image(path, options.max_pixels or DEFAULT_MAX_PIXELS)
+            image = read_image(path, options.max_pixels or DEFAULT_MAX_PIXELS, options.first_frame)
+            if image.frames_dropped:
+                messages.append(Message(False, str(path), f"kept the first frame, left out {image.frames_dropped} (--first-frame)"))
+                image.original = image.original_format = None  # not the same file any more
             if codec is not None:
                 codec.check(image)
             note = prepare_metadata(image, options.strip, keeps_file(image, options.model, options.keep_files))

@@ -24,6 +24,7 @@ import zlib
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
+ANIMATION = {b"acTL", b"fcTL", b"fdAT"}  # APNG frames: never stored (multi-frame inputs are refused or cut)
 BEFORE_PLTE = {b"iCCP", b"sRGB", b"gAMA", b"cHRM", b"cICP", b"sBIT", b"mDCV", b"cLLI"}
 # Pillow's im.info keys that describe the file's own structure, not how the image displays.
 STRUCTURAL_KEYS = {"jfif", "jfif_version", "jfif_unit", "jfif_density", "progressive", "progression", "adobe",
@@ -58,7 +59,7 @@ def from_png(data: bytes, palette: bool) -> Chunks:
     """The ancillary chunks of a PNG file worth keeping (see the module notes)."""
     kept = []
     for kind, body in png_chunks(data):
-        if kind in CRITICAL or (palette and kind == b"tRNS"):
+        if kind in CRITICAL or kind in ANIMATION or (palette and kind == b"tRNS"):
             continue
         kept.append((kind, body))
     return tuple(kept)

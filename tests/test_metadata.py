@@ -123,3 +123,17 @@ def test_low_bit_depth_grey_keys_keep_marking_the_same_pixels(bits):
     if depth == 1:
         samples = samples.astype(np.int64)  # mode "1": 0/1 samples
     assert np.array_equal(samples == stored_key, raw == key)
+
+
+def test_animations_are_refused_unless_the_first_frame_is_asked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    frames = [Image.fromarray(CASES["RGB"][0] // (k + 1)) for k in range(3)]
+    frames[0].save("anim.png", save_all=True, append_images=frames[1:])
+    runner = CliRunner()
+    result = runner.invoke(main, ["compress", "-m", "png", "anim.png"])
+    assert result.exit_code == 1 and "has 3 frames" in result.stderr and "--first-frame" in result.stderr
+    result = runner.invoke(main, ["compress", "-m", "png", "--first-frame", "anim.png"])
+    assert result.exit_code == 0 and "left out 2 (--first-frame)" in result.stderr
+    assert runner.invoke(main, ["decompress", "anim.png.nzip", "-o", "first.png"]).exit_code == 0
+    assert np.array_equal(np.asarray(Image.open("first.png")), CASES["RGB"][0])
+    assert all(kind not in (b"acTL", b"fcTL", b"fdAT") for kind, _ in png_chunks((tmp_path / "first.png").read_bytes()))

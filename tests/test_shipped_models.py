@@ -12,7 +12,10 @@ from neuralzip.registry import load_shipped, model_available
 
 CODEC_CLASSES = {"pixelcnn": ("neuralzip.codecs.pixelcnn", "PixelCNNCodec"),
                  "flow": ("neuralzip.codecs.flow", "FlowCodec"),
-                 "vae": ("neuralzip.codecs.bitsback", "BitsBackCodec")}
+                 "vae": ("neuralzip.codecs.bitsback", "BitsBackCodec"),
+                 "local": ("neuralzip.codecs.local", "LocalCodec"),
+                 "local-photo": ("neuralzip.codecs.local", "LocalCodec")}
+NUMPY_WEIGHTS = {"local", "local-photo"}  # decoders that need no torch
 
 
 @pytest.mark.parametrize("name", sorted(CODEC_CLASSES))
@@ -20,7 +23,8 @@ def test_shipped_model_on_real_images(name, sample_image):
     if not model_available(name):
         pytest.skip(f"shipped {name} weights not installed")
     module, cls = CODEC_CLASSES[name]
-    codec = getattr(importlib.import_module(module), cls).from_shipped(load_shipped(name))
+    arrays = "numpy" if name in NUMPY_WEIGHTS else "torch"
+    codec = getattr(importlib.import_module(module), cls).from_shipped(load_shipped(name, arrays=arrays))
     crops = [PixelImage("RGB", np.ascontiguousarray(sample_image.pixels[y : y + 32, x : x + 32]))
              for y, x in [(0, 0), (32, 16)]]
     encoded = codec.encode(crops)

@@ -74,7 +74,7 @@ SPECS = [
 ]
 BY_NAME = {spec.name: spec for spec in SPECS}
 BY_ID = {spec.codec_id: spec for spec in SPECS}
-DEFAULT_CODEC = "pixelcnn"
+DEFAULT_CODEC = "local"  # the neural codec for -m when none is named (auto is the CLI default)
 FALLBACK_CODEC = "jxl"  # used while no neural model is installed
 
 _cache: dict[tuple[str, bytes | None], Codec] = {}
