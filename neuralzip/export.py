@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .data import load_cifar10, spread_subset
+from .images import default_file_mode
 from .registry import families, models_dir, sha256_file
 
 CODEC_IDS = {"pixelcnn": 16, "flow": 32, "vae": 48, "local": 64}
@@ -123,6 +124,7 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
     weights = directory / f"{stem}.safetensors"
     tmp = weights.with_suffix(".tmp")
     save_file(out, str(tmp))
+    os.chmod(tmp, default_file_mode())  # safetensors writes owner-only files; weights are for everyone
     os.replace(tmp, weights)
     card = {
         "name": name,

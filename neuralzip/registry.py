@@ -37,16 +37,18 @@ def families() -> dict[str, Family]:
     """Trainable model families (imports torch, so only on demand)."""
     from .nets.flow import FlowConfig, IntegerFlow
     from .nets.local import LocalConfig, LocalModel
+    from .nets.local_vae import LocalVAE, LocalVAEConfig
     from .nets.pixelcnn import PixelCNN, PixelCNNConfig
     from .nets.vae import HierarchicalVAE, VAEConfig
 
     return {"pixelcnn": Family("pixelcnn", PixelCNNConfig, PixelCNN),
             "flow": Family("flow", FlowConfig, IntegerFlow),
             "vae": Family("vae", VAEConfig, HierarchicalVAE),
-            "local": Family("local", LocalConfig, LocalModel)}
+            "local": Family("local", LocalConfig, LocalModel),
+            "local-vae": Family("local-vae", LocalVAEConfig, LocalVAE)}
 
 
-FAMILY_NAMES = ("pixelcnn", "flow", "vae", "local")
+FAMILY_NAMES = ("pixelcnn", "flow", "vae", "local", "local-vae")
 
 
 class ModelError(Exception):

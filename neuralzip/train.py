@@ -157,12 +157,17 @@ class Trainer:
         from .registry import load_training_weights
 
         state = load_training_weights(weights)
-        self.model.load_state_dict(state)
-        self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         card = json.loads(Path(weights).with_suffix(".json").read_text())
+        if card.get("family") == self.family_name:
+            self.model.load_state_dict(state)
+            self.history = card.get("training", {}).get("history", [])
+        elif hasattr(self.model, "load_initial"):  # e.g. a VAE starting from its decoder's local model
+            self.model.load_initial(state)
+        else:
+            raise ValueError(f"{weights}: a {card.get('family')} model cannot start a {self.family_name} run")
+        self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.step = int(card.get("training", {}).get("steps", 0))
         self.warmup_start = self.step
-        self.history = card.get("training", {}).get("history", [])
 
     # ---- training ------------------------------------------------------------------------
     def learning_rate(self) -> float:
@@ -201,7 +206,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         self.model.train()
-        nats = self.model.nll_nats(images, autocast=self.settings.autocast)
+        objective = getattr(self.model, "loss_nats", self.model.nll_nats)  # e.g. a VAE's free bits
+        nats = objective(images, autocast=self.settings.autocast)
         loss = nats.mean() / self.dims
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -233,6 +239,20 @@ class Trainer:
                 total += float(model.nll_nats(batch).double().sum())
         return total / (len(indices) * self.dims * math.log(2))
 
+    def latent_bits(self, n_images: int | None) -> list[float] | None:
+        """KL of each latent channel in bits per image (EMA model, the evaluation subset), or
+        None for models without a latent."""
+        model = self.ema_model()
+        if not hasattr(model, "kl_bits_per_channel"):
+            return None
+        indices = spread_subset(len(self.test_set), n_images or len(self.test_set), seed=1)
+        total = 0.0
+        with torch.no_grad():
+            for start in range(0, len(indices), 250):
+                batch = torch.from_numpy(self.test_set.images[indices[start : start + 250]])
+                total = total + model.kl_bits_per_channel(batch).double() * len(batch)
+        return [round(float(v), 2) for v in total / len(indices)]
+
     def run(self) -> None:
         s = self.settings
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -259,9 +279,15 @@ class Trainer:
                 window, t0, seen = [], time.time(), 0
             if self.step % s.eval_every_steps == 0:
                 bpd = self.evaluate(s.eval_images)
-                self.history.append({"step": self.step, "epochs": round(self.step * s.batch_size / len(self.train_set), 3),
-                                     "test_bpd_subset": round(bpd, 5), "time": time.strftime("%Y-%m-%d %H:%M")})
-                print(f"eval step {self.step}: test bpd (EMA, {s.eval_images} images) {bpd:.4f}", file=log, flush=True)
+                entry = {"step": self.step, "epochs": round(self.step * s.batch_size / len(self.train_set), 3),
+                         "test_bpd_subset": round(bpd, 5), "time": time.strftime("%Y-%m-%d %H:%M")}
+                line = f"eval step {self.step}: test bpd (EMA, {s.eval_images} images) {bpd:.4f}"
+                kl = self.latent_bits(s.eval_images)
+                if kl is not None:  # a latent-variable model: what its latent costs, per channel
+                    entry["kl_bits_per_image"] = kl
+                    line += f"; KL bits/image per latent channel {kl}"
+                self.history.append(entry)
+                print(line, file=log, flush=True)
             if time.time() - last_save > 60 * s.checkpoint_minutes:
                 self.save()
                 last_save = time.time()

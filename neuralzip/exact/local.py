@@ -258,7 +258,7 @@ def quantize(model, scales: dict[str, np.ndarray]) -> ExactLocalNetwork:
         stream_scale = _stream_scale(model, scales)
     for name in names:
         weight, bias = (t.detach().double().numpy() for t in model.layer(name))
-        in_scale = np.full(weight.shape[1], 1.0 / INPUT_LIMIT) if name == "input" else scales[name]
+        in_scale = input_scale(config, scales) if name == "input" else scales[name]
         folded = weight * in_scale[None, :]
         limit = weight_limit(weight.shape[1])
         row_scale = np.maximum(np.abs(folded).max(axis=1), 1e-12) / limit
@@ -283,6 +283,16 @@ def quantize(model, scales: dict[str, np.ndarray]) -> ExactLocalNetwork:
     return ExactLocalNetwork(config, tensors)
 
 
+def input_scale(config: LocalConfig, scales: dict[str, np.ndarray]) -> np.ndarray:
+    """Units of the input layer's features: pixels and the ones channel are exact integers
+    (``2v - 255``, 255) for values in [-1, 1]; conditioning features are 8-bit activations
+    with their own scales (``scales["condition"]``)."""
+    neighbourhood = np.full(config.neighbourhood_features, 1.0 / INPUT_LIMIT)
+    if not config.condition:
+        return neighbourhood
+    return np.concatenate([neighbourhood, np.asarray(scales["condition"], dtype=np.float64)])
+
+
 def _next_layer(names: list[str], name: str) -> str:
     return names[names.index(name) + 1]
 
@@ -300,7 +310,8 @@ class FakeQuantizer:
         import torch
 
         self.scales = {name: torch.tensor(s, dtype=torch.float32) for name, s in scales.items()}
-        self.names = model.config.layer_names()
+        local = getattr(model, "decoder", model)  # a local model, or a VAE whose decoder is one
+        self.input_scale = torch.tensor(input_scale(local.config, scales), dtype=torch.float32)
 
     def activation(self, name, a):
         import torch
@@ -312,7 +323,7 @@ class FakeQuantizer:
     def weight(self, name, w, b):
         import torch
 
-        in_scale = (torch.full((w.shape[1],), 1.0 / INPUT_LIMIT) if name == "input" else self.scales[name]).to(w.dtype)
+        in_scale = (self.input_scale if name == "input" else self.scales[name]).to(w.dtype)
         folded = w * in_scale[None, :]
         limit = weight_limit(w.shape[1])
         row = folded.detach().abs().amax(dim=1).clamp(min=1e-12) / limit

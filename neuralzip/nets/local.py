@@ -75,16 +75,21 @@ class LocalModel(nn.Module):
         return self.weight[key], self.bias[key]
 
     def input_kernel(self, weight: torch.Tensor) -> torch.Tensor:
-        """The input layer's [W, P*(C+1)] matrix as a masked (h+1) x (2h+1) conv kernel."""
+        """The neighbourhood columns of the input layer's [W, P*(C+1) + condition] matrix
+        as a masked (h+1) x (2h+1) conv kernel."""
         c1 = self.config.channels + 1
         kh, kw = self.kernel
         kernel = weight.new_zeros(weight.shape[0], c1, kh * kw)
         # neighbour-major features: feature n*(C+1) + c is channel c of neighbour n
-        kernel[:, :, self.slots] = weight.view(weight.shape[0], -1, c1).transpose(1, 2)
+        neighbourhood = weight[:, : self.config.neighbourhood_features]
+        kernel[:, :, self.slots] = neighbourhood.reshape(weight.shape[0], -1, c1).transpose(1, 2)
         return kernel.view(weight.shape[0], c1, kh, kw)
 
-    def head(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, H, W, C] -> mixture parameters [B, size, H, W] (float32)."""
+    def head(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 [B, H, W, C] -> mixture parameters [B, size, H, W] (float32). Models with
+        ``config.condition`` features also take ``condition`` [B, condition, H, W]: the
+        pre-activations of per-pixel features that enter the input layer, after a ReLU and
+        (when quantising) 8-bit rounding, beside the neighbourhood."""
         h = self.config.horizon
         x = images.permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0
         x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
@@ -94,6 +99,12 @@ class LocalModel(nn.Module):
         if q is not None:
             weight, bias = q.weight("input", weight, bias)
         a = F.conv2d(x, self.input_kernel(weight).to(x.dtype), bias.to(x.dtype))
+        if self.config.condition:
+            if condition is None:
+                raise ValueError("this local model is conditional: head() needs its condition features")
+            features = condition if q is None else q.activation("condition", condition)
+            columns = weight[:, self.config.neighbourhood_features :]
+            a = a + F.conv2d(F.relu(features), columns[:, :, None, None].to(features.dtype))
         if q is not None:
             a = q.accumulator("input", a)
         stream = a
@@ -114,8 +125,9 @@ class LocalModel(nn.Module):
         out = F.conv2d(activation, weight[:, :, None, None].to(activation.dtype), bias.to(activation.dtype))
         return q.accumulator(name, out) if q is not None else out
 
-    def nll_nats(self, images: torch.Tensor, autocast: bool = False) -> torch.Tensor:
+    def nll_nats(self, images: torch.Tensor, autocast: bool = False,
+                 condition: torch.Tensor | None = None) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            params = self.head(images)
+            params = self.head(images, condition)
         x = images.permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0
         return -mixture_log_likelihood(params, x, self.layout).sum(dim=(1, 2))

@@ -17,15 +17,21 @@ class LocalConfig(ConfigMixin):
     blocks: int = 0
     mixtures: int = 10
     channels: int = 3
+    condition: int = 0  # 8-bit conditioning features per pixel, after the neighbourhood's (a VAE's latent)
 
     @property
     def neighbours(self) -> int:
         return self.horizon * (2 * self.horizon + 1) + self.horizon
 
     @property
-    def input_features(self) -> int:
+    def neighbourhood_features(self) -> int:
         """Per neighbour its channels and the ones channel."""
         return self.neighbours * (self.channels + 1)
+
+    @property
+    def input_features(self) -> int:
+        """The input layer's fan-in: the neighbourhood, then the conditioning features."""
+        return self.neighbourhood_features + self.condition
 
     def layer_names(self) -> list[str]:
         """Linear layers in execution order (the names of their weights)."""
