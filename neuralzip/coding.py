@@ -408,3 +408,73 @@ class BatchAnsDecoder:
     def remaining_words(self) -> np.ndarray:
         """Unread bulk words per stream (a fully decoded stream of ours leaves none)."""
         return self._next - self._begin + 1
+
+
+class BatchAnsStack(BatchAnsDecoder):
+    """Many ANS stacks side by side that are both pushed and popped (bits-back coding with
+    one chain per stack, all chains stepped together): pops are :class:`BatchAnsDecoder`'s
+    (the same buffers, so the C accelerator pops from it too), pushes are
+    :class:`BatchAnsEncoder`'s arithmetic. Stack ``i`` behaves exactly like a constriction
+    ``AnsCoder`` started from ``streams[i]`` that receives the same pushes and pops, and
+    :meth:`streams` gives what its ``get_compressed`` would.
+
+    Each stack's bulk words live in its own region of one array (``begin[i]`` up to a
+    capacity); a push that would overflow a region doubles every region."""
+
+    def __init__(self, streams: list[np.ndarray], capacity: int = 1024):
+        super().__init__(streams)
+        self._relayout(max(capacity, int(self.remaining_words().max(initial=0)) + 1))
+
+    def _relayout(self, capacity: int) -> None:
+        n = len(self._state)
+        used = self._next - self._begin + 1
+        words = np.zeros(n * capacity + 1, dtype=np.uint64)  # + the read-past sentinel of advance
+        begin = np.arange(n, dtype=np.int64) * capacity
+        for i in range(n):
+            words[begin[i] : begin[i] + used[i]] = self._words[self._begin[i] : self._begin[i] + used[i]]
+        self._words, self._begin, self._next, self._capacity = words, begin, begin + used - 1, capacity
+
+    def push_streams(self, streams: np.ndarray, left: np.ndarray, frequency: np.ndarray) -> None:
+        """Push one symbol on each of the distinct ``streams`` (indices), given by its
+        interval, so that the next pop from that stream returns it."""
+        streams = np.asarray(streams, dtype=np.int64)
+        left = np.asarray(left, dtype=np.int64)
+        frequency = np.asarray(frequency, dtype=np.int64)
+        _check_intervals(left, frequency)
+        state = self._state[streams]
+        p = frequency.astype(np.uint64)
+        flush = (state >> np.uint64(64 - PRECISION)) >= p
+        if np.any(flush):
+            rows = streams[flush]
+            if np.any(self._next[rows] + 1 >= self._begin[rows] + self._capacity):
+                self._relayout(2 * self._capacity)
+            self._next[rows] += 1
+            self._words[self._next[rows]] = state[flush] & np.uint64(0xFFFFFFFF)
+            state = np.where(flush, state >> np.uint64(32), state)
+        self._state[streams] = ((state // p) << np.uint64(PRECISION)) | (state % p + left.astype(np.uint64))
+
+    def push_sequences(self, streams: np.ndarray, left: np.ndarray, frequency: np.ndarray, lengths: np.ndarray) -> None:
+        """Push on each of the distinct ``streams`` its row's first ``lengths`` symbols of
+        ``left`` / ``frequency`` [n, L] so that they pop in order (pushed last first)."""
+        streams = np.asarray(streams, dtype=np.int64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        for k in range(left.shape[1] - 1, -1, -1):
+            rows = np.nonzero(k < lengths)[0]
+            if len(rows):
+                self.push_streams(streams[rows], left[rows, k], frequency[rows, k])
+
+    def num_bits(self) -> np.ndarray:
+        """Each stack's size in bits (as constriction's ``num_bits``)."""
+        state = self._state
+        head = np.where(state >> np.uint64(32) != 0, 64, np.where(state != 0, 32, 0))
+        return (self._next - self._begin + 1) * 32 + head
+
+    def streams(self) -> list[np.ndarray]:
+        """Each stack's words (what constriction's ``get_compressed`` gives)."""
+        out = []
+        for i in range(len(self._state)):
+            state = int(self._state[i])
+            head = [state & 0xFFFFFFFF, state >> 32] if state >> 32 else ([state] if state else [])
+            bulk = self._words[self._begin[i] : self._next[i] + 1].astype(np.uint32)
+            out.append(np.concatenate([bulk, np.array(head, dtype=np.uint32)]))
+        return out

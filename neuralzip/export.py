@@ -22,7 +22,7 @@ from .data import load_cifar10, spread_subset
 from .images import default_file_mode
 from .registry import families, models_dir, sha256_file
 
-CODEC_IDS = {"pixelcnn": 16, "flow": 32, "vae": 48, "local": 64}
+CODEC_IDS = {"pixelcnn": 16, "flow": 32, "vae": 48, "local": 64, "local-vae": 48}
 NAMED_CODEC_IDS = {"local-photo": 65}  # models of a family shipped under a codec name of their own
 CALIBRATION_IMAGES = 2000  # training images that set the local model's 8-bit activation scales
 
@@ -101,17 +101,29 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
         test_images = test.images[indices]
     bpd = evaluate_float(model, test_images)
     coded = {}
-    if meta["family"] == "local":
-        from .codecs.local import LocalCodec
-
+    if meta["family"] in ("local", "local-vae"):  # 8-bit activation scales from calibration images
         if calibration is None:
             train = load_cifar10("train", data)
             calibration = train.images[spread_subset(len(train), CALIBRATION_IMAGES, seed=3)]
+    if meta["family"] == "local":
+        from .codecs.local import LocalCodec
+
         codec = LocalCodec.from_float(model, calibration)
         out.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in codec.integer_tensors().items()})
         coded = {"exact": round(codec.nll_bits_per_subpixel(test_images), 5),
                  "exact_note": "ideal code length of the exact integer model (what the coder pays before its few "
                                "bits of stream overhead)"}
+    elif meta["family"] == "local-vae":
+        from .codecs.local_vae import LocalVAECodec
+
+        codec = LocalVAECodec.from_float(model, calibration)
+        out.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in codec.integer_tensors().items()})
+        with torch.no_grad():
+            kl = sum(model.kl_bits_per_channel(torch.from_numpy(test_images[i : i + 250])).double() * len(test_images[i : i + 250])
+                     for i in range(0, len(test_images), 250)) / len(test_images)
+        coded = {"kl_bits_per_image": [round(float(v), 2) for v in kl],
+                 "kl_bpd": round(float(kl.sum()) / test_images[0].size, 5),
+                 "kl_note": "KL(q(z|x) || p(z)) of each latent channel, bits per image (what the latent costs)"}
     extra = {}
     if hasattr(model, "iw_nll_nats"):  # latent-variable model: a tighter estimate of -log p(x)
         subset = test.images[spread_subset(len(test), min(1000, len(test)), seed=2)]

@@ -57,6 +57,25 @@ def _local(name: str, codec_id: int) -> Callable[..., Codec]:
     return build
 
 
+def _vae() -> Callable[..., Codec]:
+    """The VAE: version 1 is the hierarchical VAE (bitsback), later versions the local-VAE;
+    the version's card names its family, which picks the codec."""
+    def build(model_hash: bytes | None = None):
+        from ..registry import load_shipped
+        from ..threads import configure_torch
+
+        configure_torch()
+        shipped = load_shipped("vae", model_hash=model_hash, arrays="numpy")
+        if shipped.card.get("family") == "local-vae":
+            from .local_vae import LocalVAECodec
+
+            return LocalVAECodec.from_shipped(shipped)
+        from .bitsback import BitsBackCodec
+
+        return BitsBackCodec.from_shipped(load_shipped("vae", model_hash=shipped.model_hash, arrays="torch"))
+    return build
+
+
 SPECS = [
     CodecSpec("png", 1, "classical", "PNG (Pillow, optimize)", _classical("PngCodec")),
     CodecSpec("webp", 2, "classical", "WebP lossless (quality 100, method 6)", _classical("WebpCodec")),
@@ -66,7 +85,7 @@ SPECS = [
               lambda: __import__(f"{__name__}.jpeg", fromlist=["JpegCodec"]).JpegCodec()),
     CodecSpec("pixelcnn", 16, "neural", "PixelCNN++, exact integer inference", _neural("pixelcnn", "PixelCNNCodec", "pixelcnn"), "pixelcnn"),
     CodecSpec("flow", 32, "neural", "integer discrete flow, exact integer inference", _neural("flow", "FlowCodec", "flow"), "flow"),
-    CodecSpec("vae", 48, "neural", "hierarchical VAE, bits-back ANS", _neural("bitsback", "BitsBackCodec", "vae"), "vae"),
+    CodecSpec("vae", 48, "neural", "VAE, bits-back ANS (v1 hierarchical; v2 on the local autoregressive decoder)", _vae(), "vae"),
     CodecSpec("local", 64, "neural", "local autoregressive model (CIFAR-10 weights), wavefront decoding",
               _local("local", 64), "local"),
     CodecSpec("local-photo", 65, "neural", "local autoregressive model (weights for photographs)",

@@ -19,21 +19,9 @@ and popping it runs the exact reverse. Every network is an integer
 :class:`~neuralzip.exact.network.ExactNetwork`, so the decoder recomputes the encoder's
 tables bit for bit.
 
-Archives chain all their images (as 32x32 tiles) through ANS stacks: the tiles, in order, are
-split into ``C`` contiguous runs, one *chain* per stack (``C = 1`` below 2,000 tiles, then one
-chain per 1,000 tiles, at most 8); within a chain the encoder pushes the last tile first, so
-the decoder pops them in order. The chains are independent, so the networks and tables of
-all chains run as one batch, step by step (one tile of each chain at a time), which is what
-makes a large archive fast; each chain costs one more first tile's initial bits (about
-0.0006 bpd on 10,000 images). Every stack starts from ``SEED_WORDS`` pseudo-random words
-(seed ``SEED``) known to both sides; the bottom words the coding never touched are stripped
-from the payload and the decoder restores them, so the only overhead is the unavoidable one
-(a chain's first tile's latents are paid in full), and at the end the decoder checks that
-each stack is left with exactly the seed.
-
-Payload: varint chain count ``C``, then per chain a varint count of stripped seed words and,
-except for the last chain, a varint length in bytes of its stack, then the stacks (stream
-bytes) in chain order.
+Archives chain all their images (as 32x32 tiles) through ANS stacks, the layout, seed and
+payload of :mod:`~neuralzip.codecs.chains` (``C = 1`` below 2,000 tiles, then one chain per
+1,000 tiles, at most 8).
 """
 
 from __future__ import annotations
@@ -41,20 +29,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..coding import AnsStack, CodingError, bytes_to_stream, seed_words, stream_to_bytes
+from ..coding import AnsStack, CodingError
 from ..distributions import MixtureLayout
 from ..exact.fixedpoint import ACT_FRAC, ACT_LIMIT, ACT_ONE, to_fixed
 from ..exact.latent import ExactLatentPrior
 from ..exact.mixture import ExactMixture, pixel_to_input
-from ..container import varint
 from ..exact.network import ExactNetwork, tensors_hash
 from ..images import PixelImage
 from ..nets.vae import LATENT_LOG_SCALE_MIN, HierarchicalVAE, VAEConfig
 from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
-from .tiles import pad_tile, read_varint, tile_grid
+from .chains import chain_bounds, chain_count, chain_payload, check_ended_at_seed, longest, parse_chain_payload, seed
+from .tiles import pad_tile, tile_grid
 
 TILE = 32
-SEED, SEED_WORDS = 0x5EED, 4096
 MAX_CHAINS, TILES_PER_CHAIN = 8, 1000
 LOG_SCALE_MIN_INT = int(to_fixed(LATENT_LOG_SCALE_MIN, ACT_FRAC))
 
@@ -111,17 +98,17 @@ class BitsBackCodec(Codec):
 
     def chains(self, tiles: int) -> int:
         """How many chains the encoder splits ``tiles`` tiles into (see the module notes)."""
-        return max(1, min(MAX_CHAINS, tiles // TILES_PER_CHAIN))
+        return chain_count(tiles, TILES_PER_CHAIN, MAX_CHAINS)
 
     def encode(self, images: list[PixelImage]) -> Encoded:
         """One payload coding all ``images`` (as tiles) through the chains' ANS stacks."""
         for image in images:
             self.check(image)
         tiles, owners = self._tiles(images)
-        bounds = _chain_bounds(len(tiles), self.chains(len(tiles)))
-        stacks = [AnsStack(seed_words(SEED_WORDS, SEED)) for _ in bounds[:-1]]
+        bounds = chain_bounds(len(tiles), self.chains(len(tiles)))
+        stacks = [AnsStack(seed()) for _ in bounds[:-1]]
         bits = np.zeros(len(images))
-        for step in range(_longest(bounds) - 1, -1, -1):  # last first
+        for step in range(longest(bounds) - 1, -1, -1):  # last first
             active = [j for j in range(len(stacks)) if bounds[j] + step < bounds[j + 1]]
             if not active:
                 continue
@@ -129,74 +116,33 @@ class BitsBackCodec(Codec):
             self._push_tiles([stacks[j] for j in active], np.stack([tiles[bounds[j] + step] for j in active]))
             for j, start in zip(active, before):
                 bits[owners[bounds[j] + step]] += stacks[j].num_bits() - start
-        seed = seed_words(SEED_WORDS, SEED)
-        payload = bytearray(varint(len(stacks)))
-        streams = []
-        for stack in stacks:
-            words = stack.words()
-            kept = 0
-            while kept < min(len(words), len(seed)) and words[kept] == seed[kept]:
-                kept += 1
-            kept = min(kept, len(words) - 1) if len(words) else 0
-            payload += varint(kept)
-            streams.append(stream_to_bytes(words[kept:]))
-        for stream in streams[:-1]:
-            payload += varint(len(stream))
-        payload += b"".join(streams)
-        return Encoded([bytes(payload)], list(bits))
+        return Encoded([chain_payload([stack.words() for stack in stacks])], list(bits))
 
     def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
         if len(payloads) != 1:
             raise PayloadError("a vae archive has exactly one shared payload")
-        payload = payloads[0]
         grids = []
         for shape in shapes:
             if shape.mode != "RGB":
                 raise PayloadError(f"vae payload for an image of mode {shape.mode}")
             grids.append(tile_grid(shape.height, shape.width, TILE))
         total = sum(len(grid) for grid in grids)
-        count, pos = read_varint(payload, 0, "chain count")
-        if not 1 <= count <= max(1, min(MAX_CHAINS, total)):
-            raise PayloadError("vae payload is corrupt (chain count)")
-        kept, lengths = [], []
-        for _ in range(count):
-            k, pos = read_varint(payload, pos, "seed length")
-            if k > SEED_WORDS:
-                raise PayloadError("vae payload is corrupt (seed length)")
-            kept.append(k)
-        for _ in range(count - 1):
-            length, pos = read_varint(payload, pos, "chain length")
-            lengths.append(length)
-        lengths.append(len(payload) - pos - sum(lengths))
-        if lengths[-1] < 0:
-            raise PayloadError("payload is truncated (vae chains)")
-        stacks = []
+        words = parse_chain_payload(payloads[0], min(MAX_CHAINS, total), "vae")
         try:
-            for k, length in zip(kept, lengths):
-                stacks.append(AnsStack(np.concatenate([seed_words(SEED_WORDS, SEED)[:k], bytes_to_stream(payload[pos : pos + length])])))
-                pos += length
+            stacks = [AnsStack(w) for w in words]
         except CodingError as error:
             raise PayloadError(f"vae payload is corrupt ({error})") from None
-        bounds = _chain_bounds(total, count)
+        bounds = chain_bounds(total, len(stacks))
         tiles: list = [None] * total
         try:
-            for step in range(_longest(bounds)):
-                active = [j for j in range(count) if bounds[j] + step < bounds[j + 1]]
+            for step in range(longest(bounds)):
+                active = [j for j in range(len(stacks)) if bounds[j] + step < bounds[j + 1]]
                 for j, tile in zip(active, self._pop_tiles([stacks[j] for j in active])):
                     tiles[bounds[j] + step] = tile
         except (ValueError, CodingError) as error:
             raise PayloadError(f"vae payload is corrupt ({error})") from None
-        seed = seed_words(SEED_WORDS, SEED)
-        if not all(np.array_equal(stack.words(), seed) for stack in stacks):
-            raise PayloadError("vae payload is corrupt (a stack does not end at its seed)")
-        images, index = [], 0
-        for shape, grid in zip(shapes, grids):
-            pixels = np.zeros((shape.height, shape.width, 3), dtype=np.uint8)
-            for top, left, h, w in grid:
-                pixels[top : top + h, left : left + w] = tiles[index][:h, :w]
-                index += 1
-            images.append(PixelImage("RGB", pixels))
-        return images
+        check_ended_at_seed([stack.words() for stack in stacks], "vae")
+        return untile(tiles, shapes, grids)
 
     def _tiles(self, images: list[PixelImage]) -> tuple[list[np.ndarray], list[int]]:
         tiles, owners = [], []
@@ -223,15 +169,6 @@ class BitsBackCodec(Codec):
         x = pixel_to_input(tiles).transpose(0, 3, 1, 2)
         return np.concatenate([x, np.full((len(x), 1) + x.shape[2:], ACT_ONE)], axis=1)
 
-    def _rows(self, params: np.ndarray) -> np.ndarray:
-        """[B, 2C, h, w] latent parameters -> ExactLatentPrior rows [B*C*h*w, 3], chain-major:
-        (0, mean, log scale)."""
-        b, c2, h, w = params.shape
-        p = params.reshape(b, c2 // 2, 2, h * w)
-        mean = p[:, :, 0].reshape(-1)
-        log_scale = np.maximum(p[:, :, 1].reshape(-1), LOG_SCALE_MIN_INT)
-        return np.stack([np.zeros_like(mean), mean, log_scale], axis=1)
-
     # ---- push / pop ------------------------------------------------------------------------
     # Rows of every table are chain-major: chain j owns rows [j * per, (j + 1) * per).
     @staticmethod
@@ -243,11 +180,11 @@ class BitsBackCodec(Codec):
                                for j, stack in enumerate(stacks)])
 
     def _pop_latent(self, stacks: list[AnsStack], params: np.ndarray) -> np.ndarray:
-        z = self.latent.decode(self._rows(params), lambda f, active: self._pop_each(stacks, f, active))
+        z = self.latent.decode(latent_rows(params), lambda f, active: self._pop_each(stacks, f, active))
         return z.reshape(params.shape[0], params.shape[1] // 2, *params.shape[2:])
 
     def _push_latent(self, stacks: list[AnsStack], params: np.ndarray, z: np.ndarray) -> None:
-        element, bits, freqs = self.latent.decisions(self._rows(params), z.reshape(-1))
+        element, bits, freqs = self.latent.decisions(latent_rows(params), z.reshape(-1))
         per = z[0].size
         bounds = np.searchsorted(element, np.arange(len(stacks) + 1) * per)
         for j, stack in enumerate(stacks):
@@ -298,11 +235,25 @@ class BitsBackCodec(Codec):
         return tiles
 
 
-def _chain_bounds(tiles: int, chains: int) -> list[int]:
-    """Tile index where each chain starts, and the total: chain j codes tiles
-    ``[bounds[j], bounds[j + 1])`` (lengths differ by at most one)."""
-    return [j * tiles // chains for j in range(chains + 1)]
+
+def latent_rows(params: np.ndarray) -> np.ndarray:
+    """[B, 2C, h, w] latent parameters (fixed point, the layout of
+    :func:`~neuralzip.nets.vae.latent_params`) -> ExactLatentPrior rows [B*C*h*w, 3],
+    image-major then channel then position: (0, mean, log scale floored at one bin)."""
+    b, c2, h, w = params.shape
+    p = params.reshape(b, c2 // 2, 2, h * w)
+    mean = p[:, :, 0].reshape(-1)
+    log_scale = np.maximum(p[:, :, 1].reshape(-1), LOG_SCALE_MIN_INT)
+    return np.stack([np.zeros_like(mean), mean, log_scale], axis=1)
 
 
-def _longest(bounds: list[int]) -> int:
-    return max(b - a for a, b in zip(bounds[:-1], bounds[1:]))
+def untile(tiles: list[np.ndarray], shapes: list[ImageShape], grids: list) -> list[PixelImage]:
+    """RGB images from their 32x32 tiles in order (padding dropped)."""
+    images, index = [], 0
+    for shape, grid in zip(shapes, grids):
+        pixels = np.zeros((shape.height, shape.width, 3), dtype=np.uint8)
+        for top, left, h, w in grid:
+            pixels[top : top + h, left : left + w] = tiles[index][:h, :w]
+            index += 1
+        images.append(PixelImage("RGB", pixels))
+    return images

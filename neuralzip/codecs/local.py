@@ -175,17 +175,21 @@ class LocalCodec(PerImageCodec):
         return alpha, split_streams(payload[pos:], count, self.name)
 
     # ---- the network and the mixture -------------------------------------------------------
-    def _heads(self, colour: np.ndarray, rows: slice) -> np.ndarray:
-        """Head integers [B * rows * W, size] of the pixels of some rows of same-size images."""
+    def _heads(self, colour: np.ndarray, rows: slice, condition: np.ndarray | None = None) -> np.ndarray:
+        """Head integers [B * rows * W, size] of the pixels of some rows of same-size images
+        (``condition``: those pixels' conditioning features [B, rows * W, F], if any)."""
         features = image_features(colour, self.config.horizon, rows)
+        if condition is not None:
+            features = np.concatenate([features, condition.reshape(len(features), -1)], axis=1)
         return np.concatenate([self.network.run(features[i : i + NETWORK_ROWS])
                                for i in range(0, len(features), NETWORK_ROWS)])
 
-    def intervals(self, colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def intervals(self, colour: np.ndarray, condition: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(left cumulative, frequency), int32 [B, H * W, c] (values below 2**24 + 1: half the
         memory of int64 on large images), of every sub-pixel of same-size
         images uint8 [B, H, W, c] (c = 3, or 1 for grey), computed in chunks of at most
-        ``ENCODE_PIXELS`` pixels (whole images, or rows of one large image)."""
+        ``ENCODE_PIXELS`` pixels (whole images, or rows of one large image). Conditional
+        models take each pixel's features ``condition`` float32 [B, H * W, F]."""
         b, h, w, c = colour.shape
         left = np.zeros((b, h * w, c), dtype=np.int32)
         frequency = np.zeros((b, h * w, c), dtype=np.int32)
@@ -196,7 +200,8 @@ class LocalCodec(PerImageCodec):
 
         def work(chunk):
             batch, rows = chunk
-            head = self._heads(colour[batch], rows)
+            span = slice(rows.start * w, rows.stop * w)
+            head = self._heads(colour[batch], rows, None if condition is None else condition[batch, span])
             lo, freq = self._channel_intervals(head, colour[batch, rows].reshape(-1, c).astype(np.int64))
             span = slice(rows.start * w, rows.stop * w)
             left[batch, span] = lo.reshape(-1, span.stop - span.start, c)
@@ -261,8 +266,21 @@ class LocalCodec(PerImageCodec):
     # ---- streams ---------------------------------------------------------------------------
     def _encode_same_size(self, colour: np.ndarray) -> tuple[list[list[np.ndarray]], np.ndarray]:
         """Each image's streams and ideal code length (bits) for same-size images."""
+        b = len(colour)
+        left, frequency, lengths, bits = self.stream_sequences(colour)
+        encoder = BatchAnsEncoder(len(lengths))
+        encoder.push_sequences(left, frequency, lengths)
+        words = encoder.streams()
+        s = len(lengths) // b
+        return [words[i * s : (i + 1) * s] for i in range(b)], bits
+
+    def stream_sequences(self, colour: np.ndarray, condition: np.ndarray | None = None):
+        """Every sub-pixel's symbol, laid out per stream in the order the wavefront decoder
+        pops them, for same-size images [B, H, W, c]: (left, frequency) int32
+        [B * S, longest * c] (image-major, S streams each), the sequences' lengths [B * S]
+        and each image's ideal code length in bits [B]."""
         b, h, w, c = colour.shape
-        left, frequency = self.intervals(colour)
+        left, frequency = self.intervals(colour, condition)
         bits = (24.0 - np.log2(frequency.astype(np.float64))).sum(axis=(1, 2))
         stream, rank, counts = wavefront.pop_order(h, w, self.config.horizon)
         s, longest = len(counts), int(counts.max())
@@ -274,10 +292,7 @@ class LocalCodec(PerImageCodec):
         del left, frequency
         by_rank_left = by_rank_left.reshape(b * s, longest * c)
         by_rank_freq = by_rank_freq.reshape(b * s, longest * c)
-        encoder = BatchAnsEncoder(b * s)
-        encoder.push_sequences(by_rank_left, by_rank_freq, np.tile(counts * c, b))
-        words = encoder.streams()
-        return [words[i * s : (i + 1) * s] for i in range(b)], bits
+        return by_rank_left, by_rank_freq, np.tile(counts * c, b), bits
 
     def _decode_same_size(self, streams: list[list[np.ndarray]], h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
         """Decode same-size images from their streams, split over the codec threads. Returns
@@ -290,15 +305,27 @@ class LocalCodec(PerImageCodec):
     def _decode_images(self, streams: list[list[np.ndarray]], h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_decode_same_size` in one thread."""
         b = len(streams)
-        horizon = self.config.horizon
-        s = wavefront.stream_count(h, w, horizon)
+        s = wavefront.stream_count(h, w, self.config.horizon)
         try:
             decoder = BatchAnsDecoder([stream for image in streams for stream in image])
         except CodingError as error:
             raise PayloadError(f"{self.name} payload is corrupt ({error})") from None
+        out = self.pop_images(decoder, np.arange(b, dtype=np.int64) * s, h, w, c)
+        consumed = (decoder.remaining_words() == 0) & decoder.exhausted()
+        return out, consumed.reshape(b, s).all(axis=1)
+
+    def pop_images(self, decoder, first_stream: np.ndarray, h: int, w: int, c: int,
+                   condition: np.ndarray | None = None) -> np.ndarray:
+        """Pop same-size images uint8 [B, H, W, c] along the wavefront from ``decoder`` (a
+        :class:`~neuralzip.coding.BatchAnsDecoder` or a stack with its interface): image
+        k's row r from stream ``first_stream[k] + r % S``. Conditional models take each
+        pixel's features ``condition`` float32 [B, H * W, F]."""
+        b = len(first_stream)
+        horizon = self.config.horizon
+        s = wavefront.stream_count(h, w, horizon)
         canvas = Canvas(b, h, w, horizon)
         out = np.zeros((b, h, w, c), dtype=np.uint8)
-        image_base = (np.arange(b, dtype=np.int64) * s)[:, None]
+        image_base = np.asarray(first_stream, dtype=np.int64)[:, None]
         steps = range(wavefront.steps(h, w, horizon))
         if b * h * w > 200_000:
             steps = progress(steps, desc=f"{self.name}: {b} image{'s' * (b > 1)}", unit="step", leave=False)
@@ -306,7 +333,10 @@ class LocalCodec(PerImageCodec):
             rows, cols = wavefront.active(t, h, w, horizon)
             n = len(rows)
             positions = canvas.position(rows, cols)
-            head = self.network.run(canvas.features(positions))  # [b * n, size], image-major
+            features = canvas.features(positions)
+            if condition is not None:
+                features = np.concatenate([features, condition[:, rows * w + cols].reshape(b * n, -1)], axis=1)
+            head = self.network.run(features)  # [b * n, size], image-major
             values = np.zeros((b * n, c), dtype=np.int64)
             for members in wavefront.rounds(rows, s):
                 index = (np.arange(b, dtype=np.int64)[:, None] * n + members[None, :]).reshape(-1)
@@ -314,8 +344,7 @@ class LocalCodec(PerImageCodec):
                 values[index] = self._pop_pixels(decoder, stream_index, head[index], c)
             canvas.write(positions, values.reshape(b, n, c).astype(np.uint8))
             out[:, rows, cols] = values.reshape(b, n, c)
-        consumed = (decoder.remaining_words() == 0) & decoder.exhausted()
-        return out, consumed.reshape(b, s).all(axis=1)
+        return out
 
     def _pop_pixels(self, decoder: BatchAnsDecoder, stream_index: np.ndarray, head: np.ndarray, c: int) -> np.ndarray:
         """Pop the ``c`` channels of one pixel per stream of ``stream_index`` (distinct),

@@ -259,10 +259,6 @@ def quantize(model, scales: dict[str, np.ndarray]) -> ExactLocalNetwork:
     for name in names:
         weight, bias = (t.detach().double().numpy() for t in model.layer(name))
         in_scale = input_scale(config, scales) if name == "input" else scales[name]
-        folded = weight * in_scale[None, :]
-        limit = weight_limit(weight.shape[1])
-        row_scale = np.maximum(np.abs(folded).max(axis=1), 1e-12) / limit
-        integer = np.clip(np.rint(folded / row_scale[:, None]), -limit, limit)
         low, _ = layer_bounds(config, name)
         if name == "head":
             target = np.full(weight.shape[0], 2.0 ** -ACT_FRAC)
@@ -270,9 +266,8 @@ def quantize(model, scales: dict[str, np.ndarray]) -> ExactLocalNetwork:
             target = np.full(weight.shape[0], stream_scale)
         else:  # the next layer's 8-bit input
             target = scales[_next_layer(names, name)]
-        multiplier = as_float32(row_scale / target)
-        offset = as_float32(bias / target + 0.5)
-        tensors[f"exact.{name}.weight"] = integer.astype(np.int16)
+        integer, multiplier, offset = quantize_layer(weight, bias, in_scale, target)
+        tensors[f"exact.{name}.weight"] = integer
         tensors[f"exact.{name}.multiplier"] = multiplier
         tensors[f"exact.{name}.offset"] = offset
         out_scale[name] = target
@@ -281,6 +276,20 @@ def quantize(model, scales: dict[str, np.ndarray]) -> ExactLocalNetwork:
             reader = f"block{b}.0" if b < config.blocks else "hidden"
             tensors[f"exact.rescale{b}"] = as_float32(stream_scale / scales[reader])
     return ExactLocalNetwork(config, tensors)
+
+
+def quantize_layer(weight: np.ndarray, bias: np.ndarray, in_scale: np.ndarray,
+                   target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One float layer ``weight`` [out, in] (float64), ``bias`` [out] as the integers of an
+    :class:`ExactLayer`: inputs in units ``in_scale`` [in], outputs in units ``target``
+    [out] (rounded to nearest). Each weight row gets its own scale, as fine as the exact
+    float32 sums allow (:func:`weight_limit`). Returns (int16 weight, float32 multiplier,
+    float32 offset)."""
+    folded = weight * in_scale[None, :]
+    limit = weight_limit(weight.shape[1])
+    row_scale = np.maximum(np.abs(folded).max(axis=1), 1e-12) / limit
+    integer = np.clip(np.rint(folded / row_scale[:, None]), -limit, limit)
+    return integer.astype(np.int16), as_float32(row_scale / target), as_float32(bias / target + 0.5)
 
 
 def input_scale(config: LocalConfig, scales: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,0 +1,211 @@
+"""Bits-back ANS codec for the local-VAE (:mod:`neuralzip.nets.local_vae`): a latent for an
+image's global structure, the local autoregressive model for its detail.
+
+Images are coded as 32x32 tiles, chained through ANS stacks as every bits-back codec's
+(:mod:`~neuralzip.codecs.chains`); all chains live in one
+:class:`~neuralzip.coding.BatchAnsStack` (one stack each) and step together, one tile of
+each chain at a time. Pushing a tile (BB-ANS)::
+
+    pop z ~ q(z|x)        latents one by one, each one symbol of the exact logistic
+                          window with its escape (ExactLatentPrior), q from the exact posterior
+    push x ~ p(x|z)       every sub-pixel one symbol, in the reverse of the local codec's
+                          wavefront pop order (one pass of the exact decoder network)
+    push z ~ p(z)         the learned prior
+
+and popping it is the exact reverse: pop z with p(z), pop x along the wavefront (the local
+codec's decoder, conditioned on z's features), push z with q(z|x) to give the bits back.
+The decoder computes every table from the same integers as the encoder, on any batch size,
+chain count or thread count. A single image pays its first latents' initial bits (they are
+popped from the seed), an archive once per chain.
+
+Payload: :func:`~neuralzip.codecs.chains.chain_payload` (the layout of the old VAE codec).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..coding import BatchAnsStack, CodingError, TOTAL
+from ..exact.latent import ExactLatentPrior, HALF
+from ..exact.local_vae import ExactLocalVAE
+from ..images import PixelImage
+from ..nets.local_vae import LocalVAEConfig
+from ..exact.network import tensors_hash
+from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
+from .chains import chain_bounds, chain_count, chain_payload, check_ended_at_seed, longest, parse_chain_payload, seed
+from .bitsback import latent_rows, untile
+from .local import LocalCodec
+from .tiles import pad_tile, tile_grid
+
+TILE = 32
+MAX_CHAINS, TILES_PER_CHAIN = 64, 150
+
+
+class StreamView:
+    """Some streams of a :class:`~neuralzip.coding.BatchAnsStack` seen as a decoder with
+    one stream each (what :meth:`ExactLatentPrior.decode_symbols` pops from)."""
+
+    def __init__(self, stack: BatchAnsStack, streams: np.ndarray):
+        self.stack, self.streams = stack, np.asarray(streams, dtype=np.int64)
+
+    def quantiles(self) -> np.ndarray:
+        return self.stack.quantiles(self.streams)
+
+    def advance(self, left: np.ndarray, frequency: np.ndarray, active: np.ndarray | None = None) -> None:
+        rows = slice(None) if active is None else np.asarray(active, dtype=bool)
+        self.stack.advance_streams(self.streams[rows], np.asarray(left)[rows], np.asarray(frequency)[rows])
+
+    def decode_binary(self, left_frequency: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        f = np.asarray(left_frequency, dtype=np.int64)
+        bit = (self.quantiles() >= f).astype(np.int64)
+        self.advance(np.where(bit == 1, f, 0), np.where(bit == 1, TOTAL - f, f), active)
+        return bit if active is None else np.where(active, bit, 0)
+
+
+class LocalVAECodec(Codec):
+    name, codec_id, kind, chained = "vae", 48, "neural", True
+    description = "VAE with a local autoregressive decoder, bits-back ANS, exact integer inference"
+
+    def __init__(self, config: LocalVAEConfig, networks: ExactLocalVAE, model_hash: bytes, card: dict | None = None):
+        self.config = config
+        self.networks = networks
+        self._hash = model_hash
+        self.card = card or {}
+        self.latent = ExactLatentPrior(1, config.window_bits)
+        # the pixels: the local codec's exact network, tables and wavefront decoder
+        self.pixels = LocalCodec(config.decoder_config(), networks.decoder, model_hash)
+
+    @property
+    def model_hash(self) -> bytes:
+        return self._hash
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_float(cls, model, calibration: np.ndarray) -> "LocalVAECodec":
+        """Quantise a float LocalVAE (activation scales from ``calibration`` images)."""
+        import torch
+
+        from ..exact.local_vae import quantize_vae
+
+        networks = quantize_vae(model, calibration)
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in networks.tensors().items()}
+        return cls(model.config, networks, tensors_hash(tensors))
+
+    @classmethod
+    def from_shipped(cls, shipped) -> "LocalVAECodec":
+        config = LocalVAEConfig.from_dict(shipped.card["config"])
+        return cls(config, ExactLocalVAE.from_tensors(config, shipped.tensors), shipped.model_hash, shipped.card)
+
+    def integer_tensors(self) -> dict[str, np.ndarray]:
+        return self.networks.tensors()
+
+    # ---- interface -------------------------------------------------------------------------
+    def check(self, image: PixelImage) -> None:
+        if image.mode != "RGB" or image.pixels.dtype != np.uint8:
+            raise UnsupportedImageError(f"vae codes RGB images with 8-bit samples, not {image.mode}")
+
+    def chains(self, tiles: int) -> int:
+        return chain_count(tiles, TILES_PER_CHAIN, MAX_CHAINS)
+
+    def encode(self, images: list[PixelImage]) -> Encoded:
+        """One payload coding all ``images`` (as tiles) through the chains' stacks."""
+        for image in images:
+            self.check(image)
+        tiles, owners = [], []
+        for index, image in enumerate(images):
+            for top, left, h, w in tile_grid(image.height, image.width, TILE):
+                tiles.append(pad_tile(image.pixels[top : top + h, left : left + w], TILE))
+                owners.append(index)
+        bounds = chain_bounds(len(tiles), self.chains(len(tiles)))
+        chains = len(bounds) - 1
+        stack = BatchAnsStack([seed() for _ in range(chains)])
+        bits = np.zeros(len(images))
+        for step in range(longest(bounds) - 1, -1, -1):  # last first
+            active = np.array([j for j in range(chains) if bounds[j] + step < bounds[j + 1]], dtype=np.int64)
+            before = stack.num_bits()[active]
+            self._push_tiles(stack, active, np.stack([tiles[bounds[j] + step] for j in active]))
+            for j, grown in zip(active, stack.num_bits()[active] - before):
+                bits[owners[bounds[j] + step]] += grown
+        return Encoded([chain_payload(stack.streams())], list(bits))
+
+    def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
+        if len(payloads) != 1:
+            raise PayloadError("a vae archive has exactly one shared payload")
+        grids = []
+        for shape in shapes:
+            if shape.mode != "RGB":
+                raise PayloadError(f"vae payload for an image of mode {shape.mode}")
+            grids.append(tile_grid(shape.height, shape.width, TILE))
+        total = sum(len(grid) for grid in grids)
+        words = parse_chain_payload(payloads[0], min(MAX_CHAINS, total), "vae")
+        try:
+            stack = BatchAnsStack(words)
+        except CodingError as error:
+            raise PayloadError(f"vae payload is corrupt ({error})") from None
+        bounds = chain_bounds(total, len(words))
+        tiles: list = [None] * total
+        try:
+            for step in range(longest(bounds)):
+                active = np.array([j for j in range(len(words)) if bounds[j] + step < bounds[j + 1]], dtype=np.int64)
+                for j, tile in zip(active, self._pop_tiles(stack, active)):
+                    tiles[bounds[j] + step] = tile
+        except (ValueError, CodingError) as error:
+            raise PayloadError(f"vae payload is corrupt ({error})") from None
+        check_ended_at_seed(stack.streams(), "vae")
+        return untile(tiles, shapes, grids)
+
+    # ---- latents ---------------------------------------------------------------------------
+    def _prior(self, count: int) -> np.ndarray:
+        return np.broadcast_to(self.networks.prior[None], (count,) + self.networks.prior.shape)
+
+    def _pop_latents(self, stack: BatchAnsStack, active: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """Pop each active chain's latents (one by one, in raster order per channel) under
+        ``params`` [A, 2C, h, w]: int64 [A, C, h, w]."""
+        a, c2, h, w = params.shape
+        per = c2 // 2 * h * w
+        prepared = self.latent.prepare(latent_rows(params))
+        view = StreamView(stack, active)
+        z = np.zeros((a, per), dtype=np.int64)
+        chain_rows = np.arange(a, dtype=np.int64) * per
+        for k in range(per):
+            z[:, k] = self.latent.decode_symbols(prepared, chain_rows + k, view)
+        return z.reshape(a, c2 // 2, h, w)
+
+    def _push_latents(self, stack: BatchAnsStack, active: np.ndarray, params: np.ndarray, z: np.ndarray) -> None:
+        """Push latents so that :meth:`_pop_latents` with the same ``params`` pops them."""
+        a = len(active)
+        per = z[0].size
+        left, frequency, (e_row, e_bits, e_order) = self.latent.symbols(latent_rows(params), z.reshape(-1))
+        # each chain's sequence in pop order: latent k's symbol, then its escape bits
+        extra = np.bincount(e_row, minlength=a * per)
+        slots = 1 + extra
+        start = np.concatenate([[0], np.cumsum(slots)[:-1]])
+        owner = np.arange(a * per) // per
+        chain_start = start[np.arange(a) * per]
+        lengths = np.bincount(owner, weights=slots, minlength=a).astype(np.int64)
+        seq_left = np.zeros((a, int(lengths.max())), dtype=np.int64)
+        seq_freq = np.ones_like(seq_left)
+        position = start - chain_start[owner]
+        seq_left[owner, position] = left
+        seq_freq[owner, position] = frequency
+        if len(e_row):
+            e_position = start[e_row] - chain_start[e_row // per] + 1 + e_order
+            seq_left[e_row // per, e_position] = np.where(e_bits == 1, HALF, 0)
+            seq_freq[e_row // per, e_position] = HALF
+        stack.push_sequences(active, seq_left, seq_freq, lengths)
+
+    # ---- tiles -----------------------------------------------------------------------------
+    def _push_tiles(self, stack: BatchAnsStack, active: np.ndarray, tiles: np.ndarray) -> None:
+        """Push one tile per active chain (``tiles`` [A, 32, 32, 3])."""
+        posterior = self.networks.posterior_params(tiles)
+        z = self._pop_latents(stack, active, posterior)
+        left, frequency, lengths, _ = self.pixels.stream_sequences(tiles, self.networks.condition(z))
+        stack.push_sequences(active, left, frequency, lengths)  # one stream per 32x32 tile
+        self._push_latents(stack, active, self._prior(len(active)), z)
+
+    def _pop_tiles(self, stack: BatchAnsStack, active: np.ndarray) -> np.ndarray:
+        """Pop one tile per active chain: [A, 32, 32, 3]."""
+        z = self._pop_latents(stack, active, self._prior(len(active)))
+        tiles = self.pixels.pop_images(stack, active, TILE, TILE, 3, self.networks.condition(z))
+        self._push_latents(stack, active, self.networks.posterior_params(tiles), z)
+        return tiles

@@ -1,0 +1,150 @@
+"""The local-VAE: bits-back chains through one batched stack, exact across chain counts and
+thread counts, its code length the ELBO; trained from a local model, exported as a new
+version of ``vae`` beside the hierarchical one, whose files keep decoding."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neuralzip import api, codecs
+from neuralzip.codecs import local_vae
+from neuralzip.codecs.base import ImageShape, PayloadError
+from neuralzip.images import PixelImage
+
+from .conftest import smooth_image
+from .test_train import tiny_cifar  # noqa: F401  (fixture)
+
+TINY = dict(width=16, mixtures=3, latent_channels=2, hidden=8, features=4)
+
+
+def tiny_model(seed: int = 0):
+    from neuralzip.nets.local_vae import LocalVAE, LocalVAEConfig
+
+    torch.manual_seed(seed)
+    model = LocalVAE(LocalVAEConfig(**TINY), seed=seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = tiny_model()
+    calibration = np.stack([smooth_image(32, 32, seed=s) for s in range(4)])
+    return model, local_vae.LocalVAECodec.from_float(model, calibration)
+
+
+def _shapes(images):
+    return [ImageShape(im.mode, im.width, im.height) for im in images]
+
+
+def test_round_trip_any_sizes(tiny):
+    _, codec = tiny
+    images = [PixelImage("RGB", smooth_image(h, w, seed=h * w)) for h, w in [(32, 32), (5, 7), (40, 33), (1, 1)]]
+    encoded = codec.encode(images)
+    assert len(encoded.payloads) == 1
+    decoded = codec.decode(encoded.payloads, _shapes(images))
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, decoded))
+
+
+def test_chains_and_thread_counts_decode_the_same(tiny, monkeypatch):
+    """Uneven chains stepped together in one batched stack; decoding with another thread
+    count gives the same pixels; a wrong chain count is an error."""
+    _, codec = tiny
+    monkeypatch.setattr(local_vae, "TILES_PER_CHAIN", 2)
+    images = [PixelImage("RGB", smooth_image(h, w, seed=h + w)) for h, w in [(32, 32), (40, 33), (32, 32), (9, 70)]]
+    encoded = codec.encode(images)  # 9 tiles: 4 chains of 2 or 3
+    assert encoded.payloads[0][0] == 4
+    for threads in ("1", "2"):
+        monkeypatch.setenv("NZIP_THREADS", threads)
+        decoded = codec.decode(encoded.payloads, _shapes(images))
+        assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, decoded))
+    payload = bytearray(encoded.payloads[0])
+    payload[0] = 9  # more chains than tiles
+    with pytest.raises(PayloadError):
+        codec.decode([bytes(payload)], _shapes(images))
+
+
+def test_chained_cost_is_the_elbo_and_first_image_pays_initial_bits(tiny):
+    model, codec = tiny
+    images = [PixelImage("RGB", smooth_image(32, 32, seed=s)) for s in range(6)]
+    one = len(codec.encode(images[:1]).payloads[0])
+    six = len(codec.encode(images).payloads[0])
+    with torch.no_grad():
+        elbo_bytes = float(model.nll_nats(torch.from_numpy(np.stack([im.pixels for im in images]))).mean()) / math.log(2) / 8
+    per_image_chained = (six - one) / 5
+    assert per_image_chained < one  # later images get their bits back
+    assert abs(per_image_chained - elbo_bytes) < 0.03 * elbo_bytes
+
+
+def test_exact_decoder_matches_the_float_model(tiny):
+    """The exact networks compute what the float model does, up to 8-bit rounding: the
+    posterior means and the decoder's NLL given them."""
+    from neuralzip.nets.vae import latent_params
+
+    model, codec = tiny
+    images = np.stack([smooth_image(32, 32, seed=s) for s in range(3)])
+    with torch.no_grad():
+        mean, _ = latent_params(model.posterior(torch.from_numpy(images)))
+    exact = codec.networks.posterior_params(images)[:, 0::2] * 127.5 / 4096  # mean channels, bins
+    assert np.abs(exact - mean.numpy()).max() < 0.05 * (np.abs(mean.numpy()).max() + 1)
+
+
+def test_corruption_is_detected(tiny):
+    _, codec = tiny
+    images = [PixelImage("RGB", smooth_image(32, 32, seed=s)) for s in range(2)]
+    payload = bytearray(codec.encode(images).payloads[0])
+    payload[len(payload) // 3] ^= 0x08
+    try:
+        decoded = codec.decode([bytes(payload)], _shapes(images))
+    except PayloadError:
+        return
+    assert not all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, decoded))
+
+
+def test_trained_from_a_local_model_exported_as_a_new_vae_version(tiny_cifar, tmp_path, monkeypatch):  # noqa: F811
+    """A local run, then a local-VAE run started from its weights (the decoder takes them,
+    the latent starts unread), exported as vae v2 beside a hierarchical v1: -m vae uses v2,
+    files made with v1 still decode."""
+    from neuralzip.export import export_run
+    from neuralzip.train import main as train_main
+
+    models = tmp_path / "models"
+    monkeypatch.setenv("NZIP_MODELS", str(models))
+    common = ["--data", str(tiny_cifar), "batch_size=4", "threads=1", "autocast=false", "eval_every_steps=2",
+              "eval_images=4"]
+    assert train_main(["local", "--out", str(tmp_path / "local"), "width=8", "mixtures=2", "max_steps=2"] + common) == 0
+    export_run(tmp_path / "local", "local", str(tiny_cifar), directory=models)
+    assert train_main(["vae", "--out", str(tmp_path / "vae"), "hidden=8", "latents=[2,2,2]", "mixtures=2",
+                       "max_steps=1"] + common) == 0
+    export_run(tmp_path / "vae", "vae", str(tiny_cifar), directory=models)
+    codecs.forget("vae")
+    image = PixelImage("RGB", smooth_image(32, 32, seed=5))
+    old_file = api.compress(image, model="vae")
+
+    run = tmp_path / "localvae"
+    assert train_main(["local-vae", "--out", str(run), "--init-from", str(models / "local-v1.safetensors"),
+                       "width=8", "mixtures=2", "latent_channels=2", "hidden=8", "features=4", "qat=true",
+                       "max_steps=4"] + common) == 0
+    checkpoint = json_load(run / "checkpoint.json")
+    assert checkpoint["history"][-1]["kl_bits_per_image"]  # the latent's cost is logged
+    card = export_run(run, "vae", str(tiny_cifar), directory=models)
+    assert card["family"] == "local-vae" and card["version"] == 2 and card["codec_id"] == 48
+    assert len(card["test_nll_bpd"]["kl_bits_per_image"]) == 2
+    codecs.forget("vae")
+    try:
+        assert isinstance(codecs.get_codec("vae"), local_vae.LocalVAECodec)
+        new_file = api.compress(image, model="vae")
+        assert np.array_equal(api.decompress(new_file).pixels, image.pixels)
+        assert np.array_equal(api.decompress(old_file).pixels, image.pixels)  # v1's file, v1's codec
+    finally:
+        codecs.forget("vae")
+
+
+def json_load(path):
+    import json
+
+    return json.loads(path.read_text())
