@@ -14,9 +14,12 @@ throughput on this project's 2-core machine (pixels per second, rounded down).
 Estimate before coding: on an image larger than ``SAMPLE_SIDE`` x ``SAMPLE_SIDE``, a codec
 after the first is coded in full only if an estimate of its size says it can win (within
 ``SAMPLE_MARGIN``). Codecs with a model of their own estimate exactly from a sample of
-pixels (:meth:`~neuralzip.codecs.local.LocalCodec.estimate_bits`); the others code a centre
-crop, compared with the first codec's size on the same crop. So on a photograph auto costs
-about one JPEG-XL encode plus small samples, not one full encode per codec.
+pixels (:meth:`~neuralzip.codecs.local.LocalCodec.estimate_bits`); the other neural codecs
+code 32x32 tiles on their own, so ``NEURAL_SAMPLE_TILES`` tiles spread over the image, coded
+as the codec codes its tiles, give their density; classical codecs code a centre crop,
+compared with the first codec's size on the same crop (a small crop would mislead: classical
+codecs pay more per pixel on small images, tiled neural codecs do not). So on a photograph
+auto costs about one JPEG-XL encode plus small samples, not one full encode per codec.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ ORDER = ("jxl", "webp", "j2k", "png", "local", "local-photo", "pixelcnn", "flow"
 FASTEST = ("png", "j2k", "jxl", "webp", "local", "local-photo", "flow", "pixelcnn", "vae")
 DEFAULT_BUDGET = 60.0
 SAMPLE_SIDE = 192  # larger images: codecs after the first are estimated before a full encode
-NEURAL_SAMPLE_SIDE = 64  # crop side for neural codecs without an estimator of their own (slow ones)
+NEURAL_SAMPLE_TILES = 8  # 32x32 tiles that estimate a tiled neural codec's density
 SAMPLE_MARGIN = 1.03  # code in full when the estimate is within 3% of the best so far
 
 
@@ -96,14 +99,31 @@ class _Estimator:
     def _crop_bits(self, name: str, side: int) -> float:
         if (name, side) not in self.crop_bits:
             codec = codec_table.get_codec(name)
-            self.crop_bits[(name, side)] = 8.0 * len(codec.encode([_crop(self.image, side)]).payloads[0])
+            crop = _crop(self.image, side)
+            quick = getattr(codec, "estimate_payload", None)  # faster settings for a sample, where a codec has them
+            self.crop_bits[(name, side)] = 8.0 * len(quick(crop) if quick else codec.encode([crop]).payloads[0])
         return self.crop_bits[(name, side)]
+
+    def _tile_bits(self, codec: Codec) -> float:
+        """The codec's bits for the whole image from ``NEURAL_SAMPLE_TILES`` of its 32x32
+        tiles, spread evenly over the tile grid (a tiled codec's cost is the sum of its
+        tiles')."""
+        image, tile = self.image, 32
+        rows, columns = image.height // tile, image.width // tile
+        picks = np.linspace(0, rows * columns - 1, NEURAL_SAMPLE_TILES).round().astype(int)
+        tiles = [PixelImage(image.mode, np.ascontiguousarray(
+                     image.pixels[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile]),
+                     image.palette, image.palette_mode, image.transparency)
+                 for r, c in (divmod(int(k), columns) for k in picks)]
+        sampled = sum(len(p) for p in codec.encode(tiles).payloads)
+        return 8.0 * sampled * image.width * image.height / (len(tiles) * tile * tile)
 
     def bits(self, codec: Codec, reference_bits: float) -> float:
         if hasattr(codec, "estimate_bits"):
             return float(codec.estimate_bits(self.image))
-        side = NEURAL_SAMPLE_SIDE if codec.kind == "neural" else SAMPLE_SIDE
-        return reference_bits * self._crop_bits(codec.name, side) / max(1.0, self._crop_bits(self.reference, side))
+        if codec.kind == "neural":
+            return self._tile_bits(codec)
+        return reference_bits * self._crop_bits(codec.name, SAMPLE_SIDE) / max(1.0, self._crop_bits(self.reference, SAMPLE_SIDE))
 
 
 def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list[str] | None = None,
