@@ -94,6 +94,10 @@ def compress_batch(images: list, model: str | None = AUTO, budget: float | None 
     for image in images:
         codec.check(image)
     if codec.chained:  # a chain of one image: its payload stands alone in a single-image file
+        if hasattr(codec, "encode_separately"):  # the same payloads, the chains coded side by side
+            encoded = codec.encode_separately(images)
+            return [Compressed(_single(codec, image, payload), codec.name, [encoded.nll_bits[i]])
+                    for i, (image, payload) in enumerate(zip(images, encoded.payloads))]
         out = []
         for image in images:
             encoded = codec.encode([image])
@@ -260,7 +264,13 @@ def decode_containers(containers: list[Container], max_pixels: int = DEFAULT_MAX
             entries = [containers[i].entries[0] for i in members]
             for entry in entries:
                 _check_size(entry, max_pixels)
-            images = codec.decode([e.payload for e in entries], [ImageShape(e.mode, e.width, e.height) for e in entries])
+            shapes = [ImageShape(e.mode, e.width, e.height) for e in entries]
+            if codec.chained:  # single-image files of a bits-back codec: one chain each
+                if not hasattr(codec, "decode_separately"):
+                    raise PayloadError("decoded one by one")
+                images = codec.decode_separately([e.payload for e in entries], shapes)
+            else:
+                images = codec.decode([e.payload for e in entries], shapes)
         except (FormatError, ModelError, PayloadError):  # find out which file it was
             for i in members:
                 out[i] = _decode_or_error(containers[i], max_pixels)

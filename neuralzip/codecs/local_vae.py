@@ -32,13 +32,14 @@ from ..images import PixelImage
 from ..nets.local_vae import LocalVAEConfig
 from ..exact.network import tensors_hash
 from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
-from .chains import chain_bounds, chain_count, chain_payload, check_ended_at_seed, longest, parse_chain_payload, seed
+from .chains import chain_bounds, chain_count, chain_payload, check_ended_at_seed, parse_chain_payload, seed
 from .bitsback import latent_rows, untile
 from .local import LocalCodec
 from .tiles import pad_tile, tile_grid
 
 TILE = 32
 MAX_CHAINS, TILES_PER_CHAIN = 64, 150
+SEPARATE_BATCH = 1000  # single-image files coded or decoded side by side
 
 
 class StreamView:
@@ -109,50 +110,111 @@ class LocalVAECodec(Codec):
 
     def encode(self, images: list[PixelImage]) -> Encoded:
         """One payload coding all ``images`` (as tiles) through the chains' stacks."""
-        for image in images:
-            self.check(image)
-        tiles, owners = [], []
-        for index, image in enumerate(images):
-            for top, left, h, w in tile_grid(image.height, image.width, TILE):
-                tiles.append(pad_tile(image.pixels[top : top + h, left : left + w], TILE))
-                owners.append(index)
+        tiles, owners = self._tiles(images)
         bounds = chain_bounds(len(tiles), self.chains(len(tiles)))
-        chains = len(bounds) - 1
-        stack = BatchAnsStack([seed() for _ in range(chains)])
+        chains = [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        words, tile_bits = self._push_chains([[tiles[k] for k in chain] for chain in chains])
         bits = np.zeros(len(images))
-        for step in range(longest(bounds) - 1, -1, -1):  # last first
-            active = np.array([j for j in range(chains) if bounds[j] + step < bounds[j + 1]], dtype=np.int64)
-            before = stack.num_bits()[active]
-            self._push_tiles(stack, active, np.stack([tiles[bounds[j] + step] for j in active]))
-            for j, grown in zip(active, stack.num_bits()[active] - before):
-                bits[owners[bounds[j] + step]] += grown
-        return Encoded([chain_payload(stack.streams())], list(bits))
+        for chain, chain_bits in zip(chains, tile_bits):
+            for k, b in zip(chain, chain_bits):
+                bits[owners[k]] += b
+        return Encoded([chain_payload(words)], list(bits))
+
+    def encode_separately(self, images: list[PixelImage]) -> Encoded:
+        """One payload per image, each a chain of its own (what ``encode([image])`` gives
+        each), the chains of up to ``SEPARATE_BATCH`` images coded side by side."""
+        payloads, bits = [], []
+        for start in range(0, len(images), SEPARATE_BATCH):
+            chains, owner = [], []
+            for i, image in enumerate(images[start : start + SEPARATE_BATCH]):
+                tiles, _ = self._tiles([image])
+                bounds = chain_bounds(len(tiles), self.chains(len(tiles)))  # as encode([image]) splits it
+                chains += [tiles[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+                owner += [i] * (len(bounds) - 1)
+            words, tile_bits = self._push_chains(chains)
+            for i in range(owner[-1] + 1 if owner else 0):
+                mine = [j for j, o in enumerate(owner) if o == i]
+                payloads.append(chain_payload([words[j] for j in mine]))
+                bits.append(float(sum(sum(tile_bits[j]) for j in mine)))
+        return Encoded(payloads, bits)
 
     def decode(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
         if len(payloads) != 1:
             raise PayloadError("a vae archive has exactly one shared payload")
+        grids = self._grids(shapes)
+        total = sum(len(grid) for grid in grids)
+        words = parse_chain_payload(payloads[0], min(MAX_CHAINS, total), "vae")
+        bounds = chain_bounds(total, len(words))
+        tiles = [tile for chain in self._pop_chains(words, [b - a for a, b in zip(bounds[:-1], bounds[1:])])
+                 for tile in chain]
+        return untile(tiles, shapes, grids)
+
+    def decode_separately(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
+        """Images of single-image payloads (:meth:`encode_separately`), decoded side by side."""
+        out = []
+        for start in range(0, len(payloads), SEPARATE_BATCH):
+            batch_shapes = shapes[start : start + SEPARATE_BATCH]
+            grids = self._grids(batch_shapes)
+            words, lengths = [], []
+            for payload, grid in zip(payloads[start : start + SEPARATE_BATCH], grids):
+                mine = parse_chain_payload(payload, min(MAX_CHAINS, len(grid)), "vae")
+                bounds = chain_bounds(len(grid), len(mine))
+                words += mine
+                lengths += [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+            chains = self._pop_chains(words, lengths)
+            out += untile([tile for chain in chains for tile in chain], batch_shapes, grids)
+        return out
+
+    def _tiles(self, images: list[PixelImage]) -> tuple[list[np.ndarray], list[int]]:
+        tiles, owners = [], []
+        for index, image in enumerate(images):
+            self.check(image)
+            for top, left, h, w in tile_grid(image.height, image.width, TILE):
+                tiles.append(pad_tile(image.pixels[top : top + h, left : left + w], TILE))
+                owners.append(index)
+        return tiles, owners
+
+    @staticmethod
+    def _grids(shapes: list[ImageShape]) -> list:
         grids = []
         for shape in shapes:
             if shape.mode != "RGB":
                 raise PayloadError(f"vae payload for an image of mode {shape.mode}")
             grids.append(tile_grid(shape.height, shape.width, TILE))
-        total = sum(len(grid) for grid in grids)
-        words = parse_chain_payload(payloads[0], min(MAX_CHAINS, total), "vae")
+        return grids
+
+    def _push_chains(self, chains: list[list[np.ndarray]]) -> tuple[list[np.ndarray], list[list[float]]]:
+        """Code each chain's tiles on a stack of its own, all chains stepped together (last
+        tile first). Returns each stack's words and each tile's cost in bits."""
+        stack = BatchAnsStack([seed() for _ in chains])
+        lengths = np.array([len(chain) for chain in chains])
+        bits = [[0.0] * len(chain) for chain in chains]
+        for step in range(int(lengths.max(initial=0)) - 1, -1, -1):
+            active = np.nonzero(lengths > step)[0]
+            before = stack.num_bits()[active]
+            self._push_tiles(stack, active, np.stack([chains[j][step] for j in active]))
+            for j, grown in zip(active, stack.num_bits()[active] - before):
+                bits[j][step] = float(grown)
+        return stack.streams(), bits
+
+    def _pop_chains(self, words: list[np.ndarray], lengths: list[int]) -> list[list[np.ndarray]]:
+        """Pop ``lengths[j]`` tiles from each chain's stack (``words[j]``), all chains
+        stepped together; every stack must end at the seed."""
         try:
             stack = BatchAnsStack(words)
         except CodingError as error:
             raise PayloadError(f"vae payload is corrupt ({error})") from None
-        bounds = chain_bounds(total, len(words))
-        tiles: list = [None] * total
+        lengths = np.asarray(lengths)
+        chains: list[list[np.ndarray]] = [[] for _ in words]
         try:
-            for step in range(longest(bounds)):
-                active = np.array([j for j in range(len(words)) if bounds[j] + step < bounds[j + 1]], dtype=np.int64)
+            for step in range(int(lengths.max(initial=0))):
+                active = np.nonzero(lengths > step)[0]
                 for j, tile in zip(active, self._pop_tiles(stack, active)):
-                    tiles[bounds[j] + step] = tile
+                    chains[j].append(tile)
         except (ValueError, CodingError) as error:
             raise PayloadError(f"vae payload is corrupt ({error})") from None
         check_ended_at_seed(stack.streams(), "vae")
-        return untile(tiles, shapes, grids)
+        return chains
 
     # ---- latents ---------------------------------------------------------------------------
     def _prior(self, count: int) -> np.ndarray:
