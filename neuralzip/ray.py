@@ -19,7 +19,7 @@ Example::
     import ray, neuralzip.ray as nzr
     ds = ray.data.read_images("s3://bucket/images", mode="RGB")
     ds = ds.map_batches(nzr.NzipEncoder, fn_constructor_kwargs={"model": "local"},
-                        batch_size=256, concurrency=8, batch_format="numpy")
+                        batch_size=256, compute=ray.data.ActorPoolStrategy(size=8), batch_format="numpy")
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import os
 
 import numpy as np
 
-FAULT_TOLERANT = {"max_restarts": -1, "max_task_retries": -1}
 
 
 def _threads(threads: int | None) -> None:
@@ -125,8 +124,10 @@ def compress_shards(jobs: list, workers: int = 2, address: str | None = None, pr
     rows = [{"index": job.index, "source": job.source, "files": list(job.files), "out": job.out} for job in jobs]
     dataset = ray.data.from_items(rows).map_batches(
         ShardCompressor, fn_constructor_kwargs={"model": jobs[0].model, "kill_once": kill_once}, batch_size=1,
-        batch_format="numpy",
-        concurrency=workers, num_cpus=1, **FAULT_TOLERANT)
+        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
+    # Fault tolerance: Ray Data (>= 2.60, what the extra requires) restarts a map actor that
+    # dies and retries its task (max_restarts = max_task_retries = -1 by default); a retried
+    # shard is rewritten from scratch and only renamed into place when complete.
     for row in dataset.iter_rows():
         if progress:
             progress(next(job for job in jobs if job.index == int(row["index"])))
