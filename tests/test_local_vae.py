@@ -169,3 +169,16 @@ def test_single_files_coded_side_by_side_are_the_files_coded_alone(tiny, monkeyp
         assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, api.decode_batch(files)))
     finally:
         codecs.forget("vae")
+
+
+def test_damaged_single_files_fail_alone(tiny):
+    """decode_each: a damaged file in a batch fails on its own, the others decode."""
+    _, codec = tiny
+    images = [PixelImage("RGB", smooth_image(32, 32, seed=s)) for s in range(4)]
+    payloads = codec.encode_separately(images).payloads
+    damaged = bytearray(payloads[1])
+    damaged[len(damaged) // 2] ^= 0x10
+    results = codec.decode_each([payloads[0], bytes(damaged), payloads[2], payloads[3][:3]], _shapes(images))
+    assert np.array_equal(results[0].pixels, images[0].pixels) and np.array_equal(results[2].pixels, images[2].pixels)
+    assert isinstance(results[3], PayloadError)
+    assert isinstance(results[1], PayloadError) or not np.array_equal(results[1].pixels, images[1].pixels)

@@ -32,7 +32,7 @@ from ..images import PixelImage
 from ..nets.local_vae import LocalVAEConfig
 from ..exact.network import tensors_hash
 from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
-from .chains import chain_bounds, chain_count, chain_payload, check_ended_at_seed, parse_chain_payload, seed
+from .chains import chain_bounds, chain_count, chain_payload, parse_chain_payload, seed
 from .bitsback import latent_rows, untile
 from .local import LocalCodec
 from .tiles import pad_tile, tile_grid
@@ -145,25 +145,56 @@ class LocalVAECodec(Codec):
         total = sum(len(grid) for grid in grids)
         words = parse_chain_payload(payloads[0], min(MAX_CHAINS, total), "vae")
         bounds = chain_bounds(total, len(words))
-        tiles = [tile for chain in self._pop_chains(words, [b - a for a, b in zip(bounds[:-1], bounds[1:])])
-                 for tile in chain]
-        return untile(tiles, shapes, grids)
+        chains, ended = self._pop_chains(words, [b - a for a, b in zip(bounds[:-1], bounds[1:])])
+        if not all(ended):
+            raise PayloadError("vae payload is corrupt (a stack does not end at its seed)")
+        return untile([tile for chain in chains for tile in chain], shapes, grids)
 
     def decode_separately(self, payloads: list[bytes], shapes: list[ImageShape]) -> list[PixelImage]:
-        """Images of single-image payloads (:meth:`encode_separately`), decoded side by side."""
-        out = []
+        """Images of single-image payloads (:meth:`encode_separately`), decoded side by
+        side; the first damaged one raises its :class:`PayloadError`."""
+        results = self.decode_each(payloads, shapes)
+        for result in results:
+            if isinstance(result, PayloadError):
+                raise result
+        return results
+
+    def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
+        """Like :meth:`decode_separately`, but a damaged payload only fails its own image:
+        per image, the image or the :class:`PayloadError` that stopped it."""
+        results: list = [None] * len(payloads)
         for start in range(0, len(payloads), SEPARATE_BATCH):
-            batch_shapes = shapes[start : start + SEPARATE_BATCH]
-            grids = self._grids(batch_shapes)
-            words, lengths = [], []
-            for payload, grid in zip(payloads[start : start + SEPARATE_BATCH], grids):
-                mine = parse_chain_payload(payload, min(MAX_CHAINS, len(grid)), "vae")
+            members, words, lengths, owner = [], [], [], []
+            for i in range(start, min(len(payloads), start + SEPARATE_BATCH)):
+                try:
+                    (grid,) = self._grids([shapes[i]])
+                    mine = parse_chain_payload(payloads[i], min(MAX_CHAINS, len(grid)), "vae")
+                except PayloadError as error:
+                    results[i] = error
+                    continue
                 bounds = chain_bounds(len(grid), len(mine))
+                members.append(i)
                 words += mine
                 lengths += [b - a for a, b in zip(bounds[:-1], bounds[1:])]
-            chains = self._pop_chains(words, lengths)
-            out += untile([tile for chain in chains for tile in chain], batch_shapes, grids)
-        return out
+                owner += [i] * len(mine)
+            if not members:
+                continue
+            try:
+                chains, ended = self._pop_chains(words, lengths)
+            except PayloadError:  # a damaged stream stopped the batch: find out which, one by one
+                for i in members:
+                    try:
+                        results[i] = self.decode([payloads[i]], [shapes[i]])[0]
+                    except PayloadError as error:
+                        results[i] = error
+                continue
+            for i in members:
+                mine = [j for j, o in enumerate(owner) if o == i]
+                if not all(ended[j] for j in mine):
+                    results[i] = PayloadError("vae payload is corrupt (a stack does not end at its seed)")
+                else:
+                    results[i] = untile([t for j in mine for t in chains[j]], [shapes[i]], self._grids([shapes[i]]))[0]
+        return results
 
     def _tiles(self, images: list[PixelImage]) -> tuple[list[np.ndarray], list[int]]:
         tiles, owners = [], []
@@ -197,9 +228,10 @@ class LocalVAECodec(Codec):
                 bits[j][step] = float(grown)
         return stack.streams(), bits
 
-    def _pop_chains(self, words: list[np.ndarray], lengths: list[int]) -> list[list[np.ndarray]]:
+    def _pop_chains(self, words: list[np.ndarray], lengths: list[int]) -> tuple[list[list[np.ndarray]], list[bool]]:
         """Pop ``lengths[j]`` tiles from each chain's stack (``words[j]``), all chains
-        stepped together; every stack must end at the seed."""
+        stepped together. Returns the tiles and, per chain, whether its stack ended exactly
+        at the seed (a chain that did not is damaged)."""
         try:
             stack = BatchAnsStack(words)
         except CodingError as error:
@@ -213,8 +245,8 @@ class LocalVAECodec(Codec):
                     chains[j].append(tile)
         except (ValueError, CodingError) as error:
             raise PayloadError(f"vae payload is corrupt ({error})") from None
-        check_ended_at_seed(stack.streams(), "vae")
-        return chains
+        start = seed()
+        return chains, [np.array_equal(w, start) for w in stack.streams()]
 
     # ---- latents ---------------------------------------------------------------------------
     def _prior(self, count: int) -> np.ndarray:
