@@ -75,8 +75,7 @@ class ExactLayer:
         acc *= self.multiplier
         acc += self.offset
         np.floor(acc, out=acc)
-        np.minimum(acc, self.high, out=acc)
-        np.maximum(acc, self.low, out=acc)
+        np.clip(acc, self.low, self.high, out=acc)  # one pass (min then max took two, ~20% of encoding)
         return acc
 
 
