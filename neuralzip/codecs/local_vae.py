@@ -38,7 +38,7 @@ from .local import LocalCodec
 from .tiles import pad_tile, tile_grid
 
 TILE = 32
-MAX_CHAINS, TILES_PER_CHAIN = 64, 150
+MAX_CHAINS, TILES_PER_CHAIN = 64, 300
 SEPARATE_BATCH = 1000  # single-image files coded or decoded side by side
 
 
