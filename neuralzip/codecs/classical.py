@@ -124,7 +124,8 @@ class _PillowCodec(Codec):
                 with Image.open(io.BytesIO(payload)) as im:
                     _expect_size(self, im.width, im.height, shape)
                     im.load()
-                    carrier = np.asarray(im.convert("RGBA" if im.mode in ("RGBA", "LA", "PA") else "RGB"))
+                    # the carrier the header's mode needs (a damaged file may hold another)
+                    carrier = np.asarray(im.convert("RGBA" if shape.mode in ("RGBA", "LA") else "RGB"))
             except PayloadError:
                 raise
             except Exception as error:  # the plugins raise a variety of types on bad data
