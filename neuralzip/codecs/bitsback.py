@@ -145,12 +145,7 @@ class BitsBackCodec(Codec):
         return untile(tiles, shapes, grids)
 
     def _tiles(self, images: list[PixelImage]) -> tuple[list[np.ndarray], list[int]]:
-        tiles, owners = [], []
-        for index, image in enumerate(images):
-            for top, left, h, w in tile_grid(image.height, image.width, TILE):
-                tiles.append(pad_tile(image.pixels[top : top + h, left : left + w], TILE))
-                owners.append(index)
-        return tiles, owners
+        return tiles_of(images)
 
     # ---- networks --------------------------------------------------------------------------
     def _run(self, network: ExactNetwork, x: np.ndarray) -> np.ndarray:
@@ -245,6 +240,16 @@ def latent_rows(params: np.ndarray) -> np.ndarray:
     mean = p[:, :, 0].reshape(-1)
     log_scale = np.maximum(p[:, :, 1].reshape(-1), LOG_SCALE_MIN_INT)
     return np.stack([np.zeros_like(mean), mean, log_scale], axis=1)
+
+
+def tiles_of(images: list[PixelImage]) -> tuple[list[np.ndarray], list[int]]:
+    """Every image's 32x32 tiles in order (edge tiles padded) and the image each came from."""
+    tiles, owners = [], []
+    for index, image in enumerate(images):
+        for top, left, h, w in tile_grid(image.height, image.width, TILE):
+            tiles.append(pad_tile(image.pixels[top : top + h, left : left + w], TILE))
+            owners.append(index)
+    return tiles, owners
 
 
 def untile(tiles: list[np.ndarray], shapes: list[ImageShape], grids: list) -> list[PixelImage]:

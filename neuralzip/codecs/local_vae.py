@@ -33,9 +33,9 @@ from ..nets.local_vae import LocalVAEConfig
 from ..exact.network import tensors_hash
 from .base import Codec, Encoded, ImageShape, PayloadError, UnsupportedImageError
 from .chains import chain_bounds, chain_count, chain_payload, parse_chain_payload, seed
-from .bitsback import latent_rows, untile
+from .bitsback import latent_rows, tiles_of, untile
 from .local import LocalCodec
-from .tiles import pad_tile, tile_grid
+from .tiles import tile_grid
 
 TILE = 32
 MAX_CHAINS, TILES_PER_CHAIN = 64, 300
@@ -197,13 +197,9 @@ class LocalVAECodec(Codec):
         return results
 
     def _tiles(self, images: list[PixelImage]) -> tuple[list[np.ndarray], list[int]]:
-        tiles, owners = [], []
-        for index, image in enumerate(images):
+        for image in images:
             self.check(image)
-            for top, left, h, w in tile_grid(image.height, image.width, TILE):
-                tiles.append(pad_tile(image.pixels[top : top + h, left : left + w], TILE))
-                owners.append(index)
-        return tiles, owners
+        return tiles_of(images)
 
     @staticmethod
     def _grids(shapes: list[ImageShape]) -> list:
