@@ -60,6 +60,7 @@ class TrainSettings:
     with_cifar: bool = True  # photographs mixed with the CIFAR-10 training set
     qat: bool = False  # local models: train through the exact network's rounding (straight-through)
     qat_every_steps: int = 500  # re-measure the 8-bit activation scales this often
+    compile: bool = False  # torch.compile the training objective (~25% faster steps here; ~30 s to compile)
     extra: dict = field(default_factory=dict)
 
 
@@ -182,22 +183,37 @@ class Trainer:
         order = np.random.default_rng([self.settings.seed, epoch]).permutation(n)
         return order[position * bs : (position + 1) * bs]
 
-    def _quantizer(self, model):
-        """Quantisation-aware training: the exact network's rounding, with activation scales
-        measured on a fixed spread of training images (the export measures them the same way)."""
-        from .exact.local import FakeQuantizer, activation_scales
+    def _activation_scales(self, model) -> dict[str, np.ndarray]:
+        """Activation scales of quantisation-aware training, measured on a fixed spread of
+        training images (the export measures them the same way)."""
+        from .exact.local import activation_scales
 
         calibration = self.train_set.images[spread_subset(len(self.train_set), 500, seed=3)]
         previous, model.quantizer = model.quantizer, None
         try:
-            scales = activation_scales(model, calibration)
+            return activation_scales(model, calibration)
         finally:
             model.quantizer = previous
-        return FakeQuantizer(model, scales)
+
+    def _quantizer(self, model):
+        """Quantisation-aware training: the exact network's rounding with the model's scales."""
+        from .exact.local import FakeQuantizer
+
+        return FakeQuantizer(model, self._activation_scales(model))
+
+    def _objective(self):
+        """The per-image training loss in nats (a VAE's has free bits), compiled when asked.
+        A resumed run compiles again: the result is the same function, only faster."""
+        if getattr(self, "_compiled", None) is None:
+            objective = getattr(self.model, "loss_nats", self.model.nll_nats)
+            self._compiled = torch.compile(objective) if self.settings.compile else objective
+        return self._compiled
 
     def train_step(self) -> float:
-        if self.settings.qat and (self.model.quantizer is None or self.step % self.settings.qat_every_steps == 0):
+        if self.settings.qat and self.model.quantizer is None:
             self.model.quantizer = self._quantizer(self.model)
+        elif self.settings.qat and self.step % self.settings.qat_every_steps == 0:
+            self.model.quantizer.update(self._activation_scales(self.model))
         indices = self.batch_indices(self.step)
         images = torch.from_numpy(self.train_set.images[indices])
         if self.settings.flip:
@@ -206,8 +222,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         self.model.train()
-        objective = getattr(self.model, "loss_nats", self.model.nll_nats)  # e.g. a VAE's free bits
-        nats = objective(images, autocast=self.settings.autocast)
+        nats = self._objective()(images, autocast=self.settings.autocast)
         loss = nats.mean() / self.dims
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

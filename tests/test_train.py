@@ -87,3 +87,25 @@ def test_local_model_trains_quantisation_aware_and_exports(tiny_cifar, tmp_path)
     with pytest.raises(FileExistsError):
         export_run(run, "local", str(tiny_cifar), directory=tmp_path / "models", version=1)  # frozen
     assert export_run(run, "local", str(tiny_cifar), directory=tmp_path / "models")["version"] == 2
+
+
+def test_compiled_objective_follows_remeasured_quantisation_scales(tiny_cifar, tmp_path):
+    """compile=true: the compiled loss equals the eager one, also after the activation scales
+    are re-measured in place (no stale scales baked into the compiled code)."""
+    import torch
+
+    from neuralzip.nets.neighbourhood import LocalConfig
+
+    settings = TrainSettings(batch_size=4, threads=1, autocast=False, qat=True, compile=True, eval_images=4)
+    trainer = Trainer("local", LocalConfig(width=8, mixtures=2), tmp_path / "run", settings, str(tiny_cifar))
+    images = torch.from_numpy(trainer.train_set.images[:4])
+    trainer.train_step()
+    model = trainer.model
+    with torch.no_grad():
+        compiled, eager = trainer._objective()(images), model.nll_nats(images)
+        assert torch.allclose(compiled, eager, rtol=1e-4)
+        old = {k: v.clone() for k, v in model.quantizer.scales.items()}
+        model.quantizer.update({k: v.numpy() * 1e-3 for k, v in old.items()})  # activations saturate
+        rescaled = trainer._objective()(images)
+        assert torch.allclose(rescaled, model.nll_nats(images), rtol=1e-4)
+        assert (rescaled - compiled).abs().min() > 1.0  # the new scales were used

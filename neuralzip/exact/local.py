@@ -318,8 +318,18 @@ class FakeQuantizer:
         import torch
 
         self.scales = {name: torch.tensor(s, dtype=torch.float32) for name, s in scales.items()}
-        local = getattr(model, "decoder", model)  # a local model, or a VAE whose decoder is one
-        self.input_scale = torch.tensor(input_scale(local.config, scales), dtype=torch.float32)
+        self.config = getattr(model, "decoder", model).config  # a local model, or a VAE whose decoder is one
+        self.input_scale = torch.tensor(input_scale(self.config, scales), dtype=torch.float32)
+
+    def update(self, scales: dict[str, np.ndarray]) -> None:
+        """Re-measured activation scales, written into the same tensors: a compiled training
+        step (``torch.compile``) guards on these objects, not their values, so it keeps its
+        code instead of recompiling at every re-measurement."""
+        import torch
+
+        for name, values in scales.items():
+            self.scales[name].copy_(torch.as_tensor(values, dtype=torch.float32))
+        self.input_scale.copy_(torch.as_tensor(input_scale(self.config, scales), dtype=torch.float32))
 
     def activation(self, name, a):
         import torch
