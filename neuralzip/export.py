@@ -131,7 +131,9 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
             nats = sum(float(model.iw_nll_nats(torch.from_numpy(subset[i : i + 50]), samples=16).double().sum())
                        for i in range(0, len(subset), 50))
         extra = {"iw16_nll": round(nats / (subset.size * math.log(2)), 5), "iw_images": len(subset),
-                 "note": "float: negative ELBO (EMA weights); iw16_nll: 16-sample importance-weighted estimate of -log p(x)"}
+                 "iw_subset_elbo": round(evaluate_float(model, subset), 5),  # the same images, for comparison
+                 "note": "float: negative ELBO (EMA weights); iw16_nll: 16-sample importance-weighted estimate "
+                         "of -log p(x) on iw_images test images, whose negative ELBO is iw_subset_elbo"}
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{stem}.safetensors"
     tmp = weights.with_suffix(".tmp")

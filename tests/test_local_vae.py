@@ -134,6 +134,8 @@ def test_trained_from_a_local_model_exported_as_a_new_vae_version(tiny_cifar, tm
     card = export_run(run, "vae", str(tiny_cifar), directory=models)
     assert card["family"] == "local-vae" and card["version"] == 2 and card["codec_id"] == 48
     assert len(card["test_nll_bpd"]["kl_bits_per_image"]) == 2
+    nll = card["test_nll_bpd"]
+    assert nll["iw16_nll"] > 0 and nll["iw_subset_elbo"] > 0  # the IW bound beside the ELBO of the same images
     codecs.forget("vae")
     try:
         assert isinstance(codecs.get_codec("vae"), local_vae.LocalVAECodec)
