@@ -103,6 +103,7 @@ class Trainer:
         self.warmup_start = 0
         self.history: list[dict] = []
         self._stop = False
+        self._compiled = None  # the training objective, built on first use (_objective)
         self.dims = int(np.prod(self.train_set.images.shape[1:]))
 
     # ---- state ---------------------------------------------------------------------------
@@ -204,7 +205,7 @@ class Trainer:
     def _objective(self):
         """The per-image training loss in nats (a VAE's has free bits), compiled when asked.
         A resumed run compiles again: the result is the same function, only faster."""
-        if getattr(self, "_compiled", None) is None:
+        if self._compiled is None:
             objective = getattr(self.model, "loss_nats", self.model.nll_nats)
             self._compiled = torch.compile(objective) if self.settings.compile else objective
         return self._compiled
