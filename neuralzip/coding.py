@@ -269,6 +269,16 @@ class BatchAnsEncoder:
         ``left`` / ``frequency`` [n, L] holds stream i's first ``lengths[i]`` symbols in
         decoding order (the rest is ignored). Same words as pushing them one by one."""
         lengths = np.asarray(lengths, dtype=np.int64)
+        from .exact.kernels import ans_kernel  # here: the kernels module imports this one
+
+        accelerator = ans_kernel()
+        if accelerator is not None and left.ndim == 2 and left.shape == frequency.shape == (len(self._state), left.shape[1]):
+            pushed = accelerator.push_sequences(self._state, left, frequency, lengths, PRECISION)
+            if pushed is None:
+                raise CodingError("symbol interval outside the 24-bit range")
+            self._state, words, emitted = pushed
+            self._append(words, emitted)
+            return
         shortest = int(lengths.min(initial=0))
         for k in range(left.shape[1] - 1, -1, -1):  # column by column: no int64 copy of the whole
             column_left = left[:, k].astype(np.int64)
@@ -277,6 +287,18 @@ class BatchAnsEncoder:
             rows = slice(None) if active is None else active
             _check_intervals(column_left[rows], column_frequency[rows])
             self._push(column_left, column_frequency, active)
+
+    def _append(self, words: np.ndarray, emitted: np.ndarray) -> None:
+        """Append ``words[i, :emitted[i]]`` to stream i's emitted words."""
+        needed = int((self._count + emitted).max(initial=0))
+        if needed > len(self._words):
+            grown = np.zeros((max(needed, 2 * len(self._words)), len(self._state)), dtype=np.uint32)
+            grown[: len(self._words)] = self._words
+            self._words = grown
+        rows = np.repeat(np.arange(len(emitted)), emitted)
+        within = np.arange(len(rows)) - np.repeat(np.cumsum(emitted) - emitted, emitted)
+        self._words[self._count[rows] + within, rows] = words[rows, within]
+        self._count += emitted
 
     def _push(self, left: np.ndarray, frequency: np.ndarray, active: np.ndarray | None) -> None:
         state = self._state

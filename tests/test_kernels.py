@@ -58,3 +58,60 @@ def test_intervals_and_decoding_match_numpy(mixtures, channels, coded):
         decoded[rows] = kernel(mixtures, channels).decode(head[rows], coded, np.arange(streams), decoder)
     assert np.array_equal(decoded, values)
     assert np.all(decoder.remaining_words() == 0) and np.all(decoder.exhausted())
+
+
+def _pushed_words(left, frequency, lengths, accelerated: bool, monkeypatch):
+    """Streams of an encoder that pushed one symbol per stream, then the sequences."""
+    monkeypatch.setenv("NZIP_NO_KERNEL", "0" if accelerated else "1")
+    encoder = BatchAnsEncoder(len(lengths), capacity=1)  # capacity 1: the word buffer must grow
+    encoder.push(np.full(len(lengths), 5), np.full(len(lengths), 1000))  # a state not at its start
+    encoder.push_sequences(left, frequency, lengths)
+    return encoder.streams()
+
+
+def test_ans_push_sequences_matches_numpy(monkeypatch):
+    rng = np.random.default_rng(7)
+    n, width = 300, 40
+    frequency = np.where(rng.random((n, width)) < 0.3, rng.integers(1, 16, (n, width)),
+                         rng.integers(1, 1 << 24, (n, width))).astype(np.int32)  # tiny ones flush every push
+    left = (rng.random((n, width)) * ((1 << 24) - frequency)).astype(np.int32)
+    lengths = rng.integers(0, width + 1, n)
+    accelerated = _pushed_words(left, frequency, lengths, True, monkeypatch)
+    reference = _pushed_words(left, frequency, lengths, False, monkeypatch)
+    assert sum(len(s) for s in accelerated) > 3 * n  # words were emitted, not only the states
+    assert all(np.array_equal(a, b) for a, b in zip(accelerated, reference))
+    decoder = BatchAnsDecoder(accelerated)  # and they pop every symbol in order, then the first push
+    for k in range(width):
+        active = k < lengths
+        quantile = decoder.quantiles()
+        assert np.all((quantile >= left[:, k]) & (quantile < left[:, k] + frequency[:, k]) | ~active)
+        decoder.advance(left[:, k], frequency[:, k], active)
+    assert np.all((decoder.quantiles() >= 5) & (decoder.quantiles() < 1005))
+
+
+def test_ans_push_sequences_rejects_bad_intervals(monkeypatch):
+    from neuralzip.coding import CodingError
+
+    monkeypatch.setenv("NZIP_NO_KERNEL", "0")
+    encoder = BatchAnsEncoder(2)
+    with pytest.raises(CodingError):
+        encoder.push_sequences(np.array([[0, 1 << 24]], dtype=np.int32).repeat(2, 0),
+                               np.array([[1, 1]], dtype=np.int32).repeat(2, 0), np.array([2, 2]))
+
+
+@pytest.mark.parametrize("low,high", [(0.0, 255.0), (-float(1 << 20), float(1 << 20))])
+def test_requantisation_matches_numpy(low, high):
+    from neuralzip.exact.kernels import requantizer
+
+    rng = np.random.default_rng(int(high))
+    acc = rng.integers(-(1 << 24) + 1, 1 << 24, (333, 257)).astype(np.float32)  # odd width: the scalar tail too
+    acc[:3] = np.float32((1 << 24) - 1)
+    acc[3:6] = np.float32(-(1 << 24) + 1)
+    acc[6:9] = 0.0
+    multiplier = (rng.random(257) * 10.0 ** rng.uniform(-7, 1, 257)).astype(np.float32)
+    offset = rng.normal(0, 300, 257).astype(np.float32)
+    offset[:20] = np.float32(0.5)  # exact integers plus one half: floor at ties
+    expected = np.clip(np.floor(acc * multiplier + offset), low, high)
+    requantizer()(acc, multiplier, offset, low, high)
+    assert np.array_equal(acc, expected)
+    assert len(np.unique(expected)) > 100 and (expected == low).any() and (expected == high).any()

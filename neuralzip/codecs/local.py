@@ -175,15 +175,6 @@ class LocalCodec(PerImageCodec):
         return alpha, split_streams(payload[pos:], count, self.name)
 
     # ---- the network and the mixture -------------------------------------------------------
-    def _heads(self, colour: np.ndarray, rows: slice, condition: np.ndarray | None = None) -> np.ndarray:
-        """Head integers [B * rows * W, size] of the pixels of some rows of same-size images
-        (``condition``: those pixels' conditioning features [B, rows * W, F], if any)."""
-        features = image_features(colour, self.config.horizon, rows)
-        if condition is not None:
-            features = np.concatenate([features, condition.reshape(len(features), -1)], axis=1)
-        return np.concatenate([self.network.run(features[i : i + NETWORK_ROWS])
-                               for i in range(0, len(features), NETWORK_ROWS)])
-
     def intervals(self, colour: np.ndarray, condition: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(left cumulative, frequency), int32 [B, H * W, c] (values below 2**24 + 1: half the
         memory of int64 on large images), of every sub-pixel of same-size
@@ -201,9 +192,16 @@ class LocalCodec(PerImageCodec):
         def work(chunk):
             batch, rows = chunk
             span = slice(rows.start * w, rows.stop * w)
-            head = self._heads(colour[batch], rows, None if condition is None else condition[batch, span])
-            lo, freq = self._channel_intervals(head, colour[batch, rows].reshape(-1, c).astype(np.int64))
-            span = slice(rows.start * w, rows.stop * w)
+            features = image_features(colour[batch], self.config.horizon, rows,
+                                      None if condition is None else condition[batch, span])
+            values = colour[batch, rows].reshape(-1, c)
+            lo = np.empty(values.shape, dtype=np.int32)
+            freq = np.empty(values.shape, dtype=np.int32)
+            # network and mixture block by block: a block's activations and heads stay in cache
+            for start in range(0, len(values), NETWORK_ROWS):
+                block = slice(start, start + NETWORK_ROWS)
+                lo[block], freq[block] = self._channel_intervals(self.network.run(features[block]),
+                                                                 values[block].astype(np.int64))
             left[batch, span] = lo.reshape(-1, span.stop - span.start, c)
             frequency[batch, span] = freq.reshape(-1, span.stop - span.start, c)
 

@@ -3,7 +3,8 @@
  *
  * The definition is the numpy code of neuralzip/exact/mixture.py (ExactMixture.
  * channel_parameters, ChannelParameters.coupled_means / bin_probabilities, SymbolTable,
- * posterior_weights) and coding.py (BatchAnsDecoder.advance_streams). This file runs the
+ * posterior_weights) and coding.py (BatchAnsDecoder.advance_streams, BatchAnsEncoder.
+ * push_sequences). This file runs the
  * same integer arithmetic per row instead of per numpy pass, which removes the per-call
  * overhead that dominates decoding. tests/test_kernels.py checks that both give identical
  * integers on random and extreme inputs; without a C compiler the numpy code runs instead.
@@ -22,6 +23,9 @@
  */
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_K 64
 #define MAX_C 4
@@ -204,6 +208,70 @@ int nz_decode(const Constants *q, const Tables *t, int64_t n, int64_t c_coded, c
         }
     }
     return 0;
+}
+
+/* BatchAnsEncoder.push_sequences (coding.py): stream i pushes the first lengths[i] symbols
+ * of row i of left / frequency [n, width] (int32 intervals out of 2**precision), last symbol
+ * first, onto state[i]; the words it emits go to words[i * width + j] in emission order
+ * (one push emits at most one word), their number to emitted[i]. The same uint64
+ * arithmetic as the numpy definition, one stream at a time instead of one numpy pass per
+ * symbol position. Returns -1 (state then meaningless) on a length beyond width or an
+ * interval outside [0, 2**precision). */
+int nz_ans_push(int64_t n, int64_t width, const int32_t *left, const int32_t *frequency, const int64_t *lengths,
+                int64_t precision, uint64_t *state, uint32_t *words, int64_t *emitted) {
+    const int64_t total = (int64_t)1 << precision;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t length = lengths[i];
+        if (length < 0 || length > width) return -1;
+        const int32_t *l = left + i * width, *f = frequency + i * width;
+        uint32_t *out = words + i * width;
+        uint64_t s = state[i];
+        int64_t e = 0;
+        for (int64_t k = length - 1; k >= 0; k--) {
+            const int64_t lo = l[k], p = f[k];
+            if (p < 1 || lo < 0 || lo + p > total) return -1;
+            if ((s >> (64 - precision)) >= (uint64_t)p) {
+                out[e++] = (uint32_t)(s & 0xFFFFFFFFu);
+                s >>= 32;
+            }
+            s = ((s / (uint64_t)p) << precision) | (s % (uint64_t)p + (uint64_t)lo);
+        }
+        state[i] = s;
+        emitted[i] = e;
+    }
+    return 0;
+}
+
+/* ExactLayer requantisation (exact/local.py), in place on acc [n, width] float32:
+ * acc = clip(floor(acc * multiplier + offset), low, high), multiplier and offset per column.
+ * The product and the sum are float32 IEEE-754 basic operations (no FMA contraction: built
+ * with -ffp-contract=off), as numpy's; clipping before the floor gives the same result
+ * (low and high are integers and floor is monotone) and bounds the value, so the floor is a
+ * truncating conversion corrected for negative non-integers (exact for |v| < 2**31). One
+ * pass over memory instead of numpy's four. */
+void nz_requantize(int64_t n, int64_t width, float *acc, const float *multiplier, const float *offset,
+                   float low, float high) {
+    for (int64_t i = 0; i < n; i++) {
+        float *row = acc + i * width;
+        int64_t j = 0;
+#if defined(__SSE2__)
+        /* four at a time, branch-free (random signs made the scalar loop's branches cost ~10x) */
+        const __m128 lo = _mm_set1_ps(low), hi = _mm_set1_ps(high), one = _mm_set1_ps(1.0f);
+        for (; j + 4 <= width; j += 4) {
+            __m128 v = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(row + j), _mm_loadu_ps(multiplier + j)), _mm_loadu_ps(offset + j));
+            v = _mm_min_ps(_mm_max_ps(v, lo), hi);
+            __m128 t = _mm_cvtepi32_ps(_mm_cvttps_epi32(v));
+            _mm_storeu_ps(row + j, _mm_sub_ps(t, _mm_and_ps(_mm_cmpgt_ps(t, v), one)));
+        }
+#endif
+        for (; j < width; j++) {
+            float v = row[j] * multiplier[j];
+            v = v + offset[j];
+            v = v < low ? low : (v > high ? high : v);
+            float t = (float)(int32_t)v;
+            row[j] = t > v ? t - 1.0f : t;
+        }
+    }
 }
 
 /* Lets setuptools build this file as an extension; the module itself has no Python API. */

@@ -1,6 +1,7 @@
-"""The optional C accelerator of the local codec's mixture coding (``_mixture.c``).
+"""The optional C accelerator of the local codec's mixture coding, of batched ANS encoding
+and of the exact layers' requantisation (``_mixture.c``).
 
-:func:`kernel` returns it, or None when it was not built (no C compiler at install time)
+:func:`kernel`, :func:`ans_kernel` and :func:`requantizer` return it, or None when it was not built (no C compiler at install time)
 or ``NZIP_NO_KERNEL=1`` asks for the numpy definition. Both compute the same integers
 (tests/test_kernels.py compares them); the accelerator runs one pass per row instead of
 one numpy pass per operation, and ctypes releases the GIL while it runs, so threads
@@ -21,6 +22,8 @@ from . import mixture as m
 
 _I64P = ctypes.POINTER(ctypes.c_int64)
 _U64P = ctypes.POINTER(ctypes.c_uint64)
+_I32P = ctypes.POINTER(ctypes.c_int32)
+_U32P = ctypes.POINTER(ctypes.c_uint32)
 
 
 class _Constants(ctypes.Structure):
@@ -76,6 +79,29 @@ class MixtureKernel:
         return values
 
 
+class AnsKernel:
+    """ctypes front of ``nz_ans_push``: :meth:`BatchAnsEncoder.push_sequences` in C."""
+
+    def __init__(self, library: ctypes.CDLL):
+        self._lib = library
+
+    def push_sequences(self, state: np.ndarray, left: np.ndarray, frequency: np.ndarray, lengths: np.ndarray,
+                       precision: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(new state uint64 [n], words uint32 [n, width], emitted int64 [n]): stream i's new
+        words are ``words[i, :emitted[i]]`` in emission order. None if an interval or a
+        length is out of range."""
+        left = np.ascontiguousarray(left, dtype=np.int32)
+        frequency = np.ascontiguousarray(frequency, dtype=np.int32)
+        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+        n, width = left.shape
+        state = np.array(state, dtype=np.uint64)  # a copy: the caller's state stays as it was on failure
+        words = np.empty((n, width), dtype=np.uint32)
+        emitted = np.empty(n, dtype=np.int64)
+        status = self._lib.nz_ans_push(n, width, _pointer(left, _I32P), _pointer(frequency, _I32P), _pointer(lengths),
+                                       precision, _pointer(state, _U64P), _pointer(words, _U32P), _pointer(emitted))
+        return None if status else (state, words, emitted)
+
+
 @functools.lru_cache(maxsize=None)
 def _library() -> ctypes.CDLL | None:
     spec = importlib.util.find_spec("neuralzip.exact._mixture")
@@ -85,8 +111,11 @@ def _library() -> ctypes.CDLL | None:
         library = ctypes.CDLL(spec.origin)
     except OSError:
         return None
-    for name in ("nz_intervals", "nz_decode"):
+    for name in ("nz_intervals", "nz_decode", "nz_ans_push"):
         getattr(library, name).restype = ctypes.c_int
+    library.nz_requantize.restype = None
+    library.nz_requantize.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                      ctypes.c_float, ctypes.c_float]
     return library
 
 
@@ -101,3 +130,34 @@ def kernel(mixtures: int, channels: int) -> MixtureKernel | None:
     if os.environ.get("NZIP_NO_KERNEL") == "1":
         return None
     return _kernel(mixtures, channels)
+
+
+@functools.lru_cache(maxsize=None)
+def _ans_kernel() -> AnsKernel | None:
+    library = _library()
+    return None if library is None else AnsKernel(library)
+
+
+def ans_kernel() -> AnsKernel | None:
+    """The ANS encoding accelerator, or None (not built, or NZIP_NO_KERNEL=1)."""
+    if os.environ.get("NZIP_NO_KERNEL") == "1":
+        return None
+    return _ans_kernel()
+
+
+def requantizer():
+    """``requantize(acc, multiplier, offset, low, high)``: :class:`~neuralzip.exact.local.
+    ExactLayer`'s requantisation of a C-contiguous float32 [n, width] array in place, or
+    None (not built, or NZIP_NO_KERNEL=1)."""
+    if os.environ.get("NZIP_NO_KERNEL") == "1":
+        return None
+    library = _library()
+    if library is None:
+        return None
+    function = library.nz_requantize
+
+    def requantize(acc: np.ndarray, multiplier: np.ndarray, offset: np.ndarray, low: float, high: float) -> None:
+        n, width = acc.shape
+        function(n, width, acc.ctypes.data, multiplier.ctypes.data, offset.ctypes.data, low, high)
+
+    return requantize
