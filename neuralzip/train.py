@@ -154,9 +154,8 @@ class Trainer:
         self.history = meta.get("history", [])
         return True
 
-    def init_from(self, weights: Path, reopen_latent: bool = False) -> None:
-        """Start from shipped weights: model and EMA both take them; warm-up restarts.
-        ``reopen_latent``: a latent-variable model's collapsed latent is drawn afresh first."""
+    def init_from(self, weights: Path) -> None:
+        """Start from shipped weights: model and EMA both take them; warm-up restarts."""
         from .registry import load_training_weights
 
         state = load_training_weights(weights)
@@ -168,10 +167,6 @@ class Trainer:
             self.model.load_initial(state)
         else:
             raise ValueError(f"{weights}: a {card.get('family')} model cannot start a {self.family_name} run")
-        if reopen_latent:
-            if not hasattr(self.model, "reopen_latent"):
-                raise ValueError(f"a {self.family_name} model has no latent to reopen")
-            self.model.reopen_latent(self.settings.seed)
         self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.step = int(card.get("training", {}).get("steps", 0))
         self.warmup_start = self.step
@@ -339,8 +334,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--data")
     parser.add_argument("--init-from", type=Path)
-    parser.add_argument("--reopen-latent", action="store_true",
-                        help="with --init-from: restart a collapsed latent (LocalVAE.reopen_latent)")
     parser.add_argument("--eval-full", action="store_true", help="only evaluate on all test images")
     parser.add_argument("overrides", nargs="*", help="config or setting overrides, key=value")
     args = parser.parse_intermixed_args(argv)
@@ -354,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     config = family.config_class.from_dict({**family.config_class().to_dict(), **saved.get("config", {}), **overrides})
     trainer = Trainer(args.family, config, args.out, settings, args.data)
     if not trainer.resume() and args.init_from:
-        trainer.init_from(args.init_from, reopen_latent=args.reopen_latent)
+        trainer.init_from(args.init_from)
     if args.eval_full:
         print(f"test bpd (EMA, all {len(trainer.test_set)} images): {trainer.evaluate(None):.5f}")
         return 0

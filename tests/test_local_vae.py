@@ -136,11 +136,6 @@ def test_trained_from_a_local_model_exported_as_a_new_vae_version(tiny_cifar, tm
     assert len(card["test_nll_bpd"]["kl_bits_per_image"]) == 2
     nll = card["test_nll_bpd"]
     assert nll["iw16_nll"] > 0 and nll["iw_subset_elbo"] > 0  # the IW bound beside the ELBO of the same images
-    reopened = tmp_path / "reopened"  # a run from the shipped VAE with its latent drawn afresh
-    assert train_main(["local-vae", "--out", str(reopened), "--init-from", str(models / "vae-v2.safetensors"),
-                       "--reopen-latent", "width=8", "mixtures=2", "latent_channels=2", "hidden=8", "features=4",
-                       "max_steps=5"] + common) == 0
-    assert json_load(reopened / "checkpoint.json")["step"] == 5  # it went on from the card's 4 steps
     codecs.forget("vae")
     try:
         assert isinstance(codecs.get_codec("vae"), local_vae.LocalVAECodec)
@@ -189,25 +184,3 @@ def test_damaged_single_files_fail_alone(tiny):
     assert np.array_equal(results[0].pixels, images[0].pixels) and np.array_equal(results[2].pixels, images[2].pixels)
     assert isinstance(results[3], PayloadError)
     assert isinstance(results[1], PayloadError) or not np.array_equal(results[1].pixels, images[1].pixels)
-
-
-def test_reopened_latent_is_read_by_the_decoder():
-    """A collapsed model (dead conditioner, zero conditioning columns: the decoder's output is
-    the same for every latent) reopened: its features are alive, its decoder's output depends
-    on z, and the posterior depends on the image; the neighbourhood weights are kept."""
-    model = tiny_model()
-    n = model.config.decoder_config().neighbourhood_features
-    with torch.no_grad():
-        model.bias["conditioner1"].fill_(-1e3)  # every conditioning feature a dead ReLU
-        model.decoder.weight["input"][:, n:] = 0.0
-    images = torch.from_numpy(np.stack([smooth_image(32, 32, seed=s) for s in range(2)]))
-    z = torch.randn(2, model.config.latent_channels, 8, 8) * 32
-    with torch.no_grad():
-        assert torch.equal(model.decoder.head(images, model.condition(z)), model.decoder.head(images, model.condition(-z)))
-        kept = model.decoder.weight["input"][:, :n].clone()
-        model.reopen_latent()
-        assert torch.relu(model.condition(z)).abs().sum() > 0
-        assert not torch.allclose(model.decoder.head(images, model.condition(z)), model.decoder.head(images, model.condition(-z)))
-        mean = model.posterior(images).view(2, model.config.latent_channels, 2, 8, 8)[:, :, 0]
-        assert not torch.allclose(mean[0], mean[1])
-        assert torch.equal(model.decoder.weight["input"][:, :n], kept)

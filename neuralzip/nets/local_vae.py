@@ -128,33 +128,6 @@ class LocalVAE(nn.Module):
             own[key] = value
         self.decoder.load_state_dict(own)
 
-    def reopen_latent(self, seed: int = 0) -> None:
-        """Restart the latent of a collapsed model, keeping everything else it learnt.
-
-        Started from a local model with zero conditioning columns, the decoder can stay at a
-        saddle where it ignores z: with no weight on the conditioning features no gradient
-        reaches the posterior, and with an uninformative posterior the features carry only
-        noise, so the columns stay near zero. Measured on vae v3: every conditioning feature
-        was a dead ReLU (zero on all test images), and the decoder's NLL was the same with
-        another image's latent. This draws the conditioner afresh (He scale, zero biases:
-        half its features alive), the conditioning columns at a hundredth of the neighbourhood
-        columns' scale and the posterior's mean outputs at half He scale, so that from the first
-        step z depends on the image and the decoder reads it."""
-        generator = torch.Generator().manual_seed(seed + 2)
-        n = self.config.decoder_config().neighbourhood_features
-        with torch.no_grad():
-            weight = self.decoder.weight["input"]
-            scale = 0.01 * float(weight[:, :n].std())  # small: the decoder starts near what it was
-            weight[:, n:] = torch.randn(weight.shape[0], weight.shape[1] - n, generator=generator) * scale
-            c, hidden = self.config.latent_channels, self.config.hidden
-            means = self.weight["posterior2"].view(c, 2, hidden)[:, 0]
-            means.copy_(torch.randn(c, hidden, generator=generator) * 0.5 * (2.0 / hidden) ** 0.5)
-            for name in ("conditioner0", "conditioner1"):
-                w = self.weight[name]
-                fan_in = w.shape[1] * w.shape[2] * w.shape[3]
-                w.copy_(torch.randn(w.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
-                self.bias[name].zero_()
-
     # ---- networks --------------------------------------------------------------------------
     def _conv(self, name: str, x: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
         return F.conv2d(x, self.weight[name], self.bias[name], stride=stride, padding=padding)
