@@ -115,3 +115,32 @@ def test_requantisation_matches_numpy(low, high):
     requantizer()(acc, multiplier, offset, low, high)
     assert np.array_equal(acc, expected)
     assert len(np.unique(expected)) > 100 and (expected == low).any() and (expected == high).any()
+
+
+def test_a_library_built_from_another_source_is_not_used(monkeypatch):
+    """The C tables' layout is part of the library's ABI: a stale build (an editable install
+    whose library predates _mixture.c) must fall back to numpy, never be fed another layout."""
+    from neuralzip.exact import kernels
+
+    load = kernels._library.__wrapped__  # uncached: load the library again
+    assert load() is not None
+    monkeypatch.setattr(kernels, "ABI_VERSION", kernels.ABI_VERSION + 1)
+    assert load() is None
+
+
+def test_compact_tables_hold_the_same_integers():
+    """The C code's half sigmoid table, int32 tables and split inverse scales rebuild
+    mixture.py's tables exactly."""
+    from neuralzip.exact import kernels
+    from neuralzip.exact import mixture as m
+
+    sigmoid, inverse_scale, weight, tanh, _ = m._tables()
+    half = kernels.sigmoid_upper_half(sigmoid).astype(np.int64)
+    rebuilt = np.concatenate([(1 << m.CDF_FRAC) - half[:0:-1], half])
+    assert np.array_equal(rebuilt, sigmoid)
+    low, wide = kernels.split_inverse_scales(inverse_scale)
+    assert 0 < wide < len(inverse_scale)
+    assert np.array_equal(low.astype(np.int64) + np.where(np.arange(len(low)) < wide, 1 << 32, 0), inverse_scale)
+    assert np.array_equal(kernels.as_int32(weight), weight) and np.array_equal(kernels.as_int32(tanh), tanh)
+    with pytest.raises(ValueError):
+        kernels.sigmoid_upper_half(sigmoid + 1)

@@ -175,15 +175,22 @@ class LocalCodec(PerImageCodec):
         return alpha, split_streams(payload[pos:], count, self.name)
 
     # ---- the network and the mixture -------------------------------------------------------
-    def intervals(self, colour: np.ndarray, condition: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(left cumulative, frequency), int32 [B, H * W, c] (values below 2**24 + 1: half the
-        memory of int64 on large images), of every sub-pixel of same-size
-        images uint8 [B, H, W, c] (c = 3, or 1 for grey), computed in chunks of at most
-        ``ENCODE_PIXELS`` pixels (whole images, or rows of one large image). Conditional
-        models take each pixel's features ``condition`` float32 [B, H * W, F]."""
+    def intervals(self, colour: np.ndarray, condition: np.ndarray | None = None,
+                  slot: np.ndarray | None = None, slots: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(left cumulative, frequency) int32 [B, slots, c] (values below 2**24 + 1: half the
+        memory of int64 on large images) of every sub-pixel of same-size images uint8
+        [B, H, W, c] (c = 3, or 1 for grey), and each image's ideal code length in bits
+        float64 [B]. Pixel p (raster order) lands at ``slot[p]`` of ``slots`` (by default
+        raster order itself; the encoder asks for its streams' pop order, so that the layout
+        is written by the threads that compute it); unused slots hold the interval [0, 1).
+        Computed in chunks of at most ``ENCODE_PIXELS`` pixels (whole images, or rows of one
+        large image). Conditional models take each pixel's features ``condition`` float32
+        [B, H * W, F]."""
         b, h, w, c = colour.shape
-        left = np.zeros((b, h * w, c), dtype=np.int32)
-        frequency = np.zeros((b, h * w, c), dtype=np.int32)
+        if slot is None:
+            slot, slots = np.arange(h * w), h * w
+        left = np.zeros((b, slots, c), dtype=np.int32)
+        frequency = np.ones((b, slots, c), dtype=np.int32)
         images_per_chunk = max(1, ENCODE_PIXELS // max(1, h * w))
         rows_per_chunk = h if images_per_chunk > 1 else max(1, ENCODE_PIXELS // max(1, w))
         chunks = [(slice(first, min(b, first + images_per_chunk)), slice(top, min(h, top + rows_per_chunk)))
@@ -202,11 +209,15 @@ class LocalCodec(PerImageCodec):
                 block = slice(start, start + NETWORK_ROWS)
                 lo[block], freq[block] = self._channel_intervals(self.network.run(features[block]),
                                                                  values[block].astype(np.int64))
-            left[batch, span] = lo.reshape(-1, span.stop - span.start, c)
-            frequency[batch, span] = freq.reshape(-1, span.stop - span.start, c)
+            pixels = span.stop - span.start
+            left[batch, slot[span]] = lo.reshape(-1, pixels, c)
+            frequency[batch, slot[span]] = freq.reshape(-1, pixels, c)
+            return (24.0 - np.log2(freq.astype(np.float64))).reshape(-1, pixels * c).sum(axis=1)
 
-        in_threads(work, chunks)
-        return left, frequency
+        bits = np.zeros(b)
+        for (batch, _), chunk_bits in zip(chunks, in_threads(work, chunks)):
+            bits[batch] += chunk_bits  # in chunk order: the same sum however the threads ran
+        return left, frequency, bits
 
     def _channel_intervals(self, head: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Symbol intervals of ``values`` [N, c] under ``head`` [N, size], channel by channel."""
@@ -229,8 +240,7 @@ class LocalCodec(PerImageCodec):
         per sub-pixel (the coded size, less the streams' few bits of ending)."""
         total = 0.0
         for start in range(0, len(images), batch):
-            _, frequency = self.intervals(images[start : start + batch])
-            total += float((24.0 - np.log2(frequency.astype(np.float64))).sum())
+            total += float(self.intervals(images[start : start + batch])[2].sum())
         return total / images.size
 
     def estimate_bits(self, image: PixelImage) -> float:
@@ -257,7 +267,7 @@ class LocalCodec(PerImageCodec):
         """The model's code length of every pixel in bits (channels summed), float [H, W]."""
         self.check(image)
         colour = image.pixels[None, :, :, : COLOUR_CHANNELS[image.mode]]
-        _, frequency = self.intervals(colour)
+        _, frequency, _ = self.intervals(colour)
         bits = (24.0 - np.log2(frequency.astype(np.float64))).sum(axis=2)
         return bits.reshape(image.height, image.width)
 
@@ -278,19 +288,11 @@ class LocalCodec(PerImageCodec):
         [B * S, longest * c] (image-major, S streams each), the sequences' lengths [B * S]
         and each image's ideal code length in bits [B]."""
         b, h, w, c = colour.shape
-        left, frequency = self.intervals(colour, condition)
-        bits = (24.0 - np.log2(frequency.astype(np.float64))).sum(axis=(1, 2))
         stream, rank, counts = wavefront.pop_order(h, w, self.config.horizon)
         s, longest = len(counts), int(counts.max())
         # symbol k of stream s in pop order: pixel-major, channels R, G, B
-        by_rank_left = np.zeros((b, s, longest, c), dtype=np.int32)
-        by_rank_freq = np.ones((b, s, longest, c), dtype=np.int32)
-        by_rank_left[:, stream, rank] = left
-        by_rank_freq[:, stream, rank] = frequency
-        del left, frequency
-        by_rank_left = by_rank_left.reshape(b * s, longest * c)
-        by_rank_freq = by_rank_freq.reshape(b * s, longest * c)
-        return by_rank_left, by_rank_freq, np.tile(counts * c, b), bits
+        left, frequency, bits = self.intervals(colour, condition, stream * longest + rank, s * longest)
+        return left.reshape(b * s, longest * c), frequency.reshape(b * s, longest * c), np.tile(counts * c, b), bits
 
     def _decode_same_size(self, streams: list[list[np.ndarray]], h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
         """Decode same-size images from their streams, split over the codec threads. Returns

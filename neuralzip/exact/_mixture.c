@@ -39,10 +39,26 @@ typedef struct {
 } Constants;
 
 typedef struct {
-    const int64_t *sigmoid, *inverse_scale, *weight, *tanh_;
+    /* the logistic CDF table of mixture.py is symmetric, sigmoid[z_span - d] = 2**cdf_frac -
+     * sigmoid[z_span + d] (kernels.py checks it): only its upper half, as int32 (values up to
+     * 2**30), is kept, 384 KB instead of 1.5 MB: the tables' random lookups are what this
+     * code waits for, and the smaller they are the more of them a core's L2 cache holds */
+    const int32_t *sigmoid_half;
+    const int32_t *weight, *tanh_;      /* 0..2**16 and +-2**12: int32, half the cache footprint */
+    /* the inverse scales (decreasing, below 2**33) as uint32: entry i is inverse_low[i],
+     * plus 2**32 for the first inverse_wide entries */
+    const uint32_t *inverse_low;
+    int64_t inverse_wide;
 } Tables;
 
 static inline int64_t clip64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+/* mixture.py's sigmoid[index] for 0 <= index <= 2 * z_span, from the upper half. */
+static inline int64_t sigmoid_at(const Constants *q, const Tables *t, int64_t index) {
+    int64_t d = index - q->z_span;
+    int64_t v = t->sigmoid_half[d < 0 ? -d : d];
+    return d < 0 ? ((int64_t)1 << q->cdf_frac) - v : v;
+}
 
 typedef struct {
     int64_t w[MAX_K];                 /* component weights */
@@ -64,7 +80,8 @@ static void row_parameters(const Constants *q, const Tables *t, const int64_t *h
         for (int64_t i = 0; i < k; i++) {
             r->mean[ch][i] = (head[k + ch * k + i] + q->act_one) * 255;
             int64_t ls = clip64(head[k + c * k + ch * k + i], q->log_scale_low, q->log_scale_high);
-            r->inv[ch][i] = t->inverse_scale[ls - q->log_scale_low];
+            int64_t at = ls - q->log_scale_low;
+            r->inv[ch][i] = (int64_t)t->inverse_low[at] + ((int64_t)(at < t->inverse_wide) << 32);
             for (int64_t j = 0; j < ch; j++) {
                 int64_t p = couplings_at + (ch * (ch - 1) / 2 + j) * k;
                 r->coupling[ch][j][i] = t->tanh_[clip64(head[p + i], -q->tanh_span, q->tanh_span) + q->tanh_span];
@@ -98,13 +115,19 @@ static void build_table(const Constants *q, const Row *r, int64_t ch, const int6
     tb->total = (double)((sum << q->cdf_frac) + q->levels * q->floor_);
 }
 
-/* SymbolTable.cumulative at one interior edge. */
-static inline int64_t cumulative(const Constants *q, const Tables *t, const Table *tb, const int64_t *w, int64_t edge) {
+/* SymbolTable.cumulative at one interior edge. Also stores each component's CDF at the edge
+ * in parts[i]: the table index (edge * slope + intercept) >> guard equals component_cdf's
+ * ((2 * edge - 1) * MEAN_ONE/2 - mean) * inv + half >> guard plus z_span exactly (MEAN_ONE is
+ * even and z_span << guard is a multiple of 2**guard), and both clip to the same table
+ * range, so posterior gets the very integers component_cdf would compute. */
+static inline int64_t cumulative(const Constants *q, const Tables *t, const Table *tb, const int64_t *w, int64_t edge,
+                                 int64_t *parts) {
     int64_t g = 0, top = 2 * q->z_span;
     for (int64_t i = 0; i < q->k; i++) {
         int64_t index = (edge * tb->slope[i] + tb->intercept[i]) >> q->guard;
         index = index < 0 ? 0 : (index > top ? top : index);
-        g += t->sigmoid[index] * w[i];
+        parts[i] = sigmoid_at(q, t, index);
+        g += parts[i] * w[i];
     }
     g += edge * q->floor_;
     double share = (double)g / tb->total;
@@ -112,22 +135,20 @@ static inline int64_t cumulative(const Constants *q, const Tables *t, const Tabl
     return edge + (int64_t)share;
 }
 
-/* ChannelParameters.component_cdf at one edge for component i. */
-static inline int64_t component_cdf(const Constants *q, const Tables *t, const Row *r, int64_t ch, const int64_t *means,
-                                    int64_t i, int64_t edge) {
-    if (edge <= 0) return 0;
-    if (edge >= q->levels) return (int64_t)1 << q->cdf_frac;
-    int64_t units = (2 * edge - 1) * (q->mean_one / 2);
-    int64_t z = ((units - means[i]) * r->inv[ch][i] + ((int64_t)1 << (q->guard - 1))) >> q->guard;
-    return t->sigmoid[clip64(z, -q->z_span, q->z_span) + q->z_span];
+/* Component CDFs at the edges 0 and `levels` (component_cdf's ends). */
+static void edge_parts(const Constants *q, int64_t *zero, int64_t *one) {
+    for (int64_t i = 0; i < q->k; i++) {
+        zero[i] = 0;
+        one[i] = (int64_t)1 << q->cdf_frac;
+    }
 }
 
-/* posterior_weights after channel ch took value v. */
-static void posterior(const Constants *q, const Tables *t, const Row *r, int64_t ch, const int64_t *means, int64_t v, int64_t *w) {
+/* posterior_weights after a channel took value v, from the components' CDFs at the edges v
+ * and v + 1 (parts of cumulative, or edge_parts): w_i * p_i, renormalised exactly. */
+static void posterior(const Constants *q, const int64_t *below, const int64_t *above, int64_t *w) {
     int64_t product[MAX_K], top = 0;
     for (int64_t i = 0; i < q->k; i++) {
-        int64_t p = component_cdf(q, t, r, ch, means, i, v + 1) - component_cdf(q, t, r, ch, means, i, v);
-        product[i] = w[i] * p;
+        product[i] = w[i] * (above[i] - below[i]);
         if (product[i] > top) top = product[i];
     }
     if (top <= 0) return;
@@ -136,6 +157,10 @@ static void posterior(const Constants *q, const Tables *t, const Row *r, int64_t
     if (shift < 0) shift = 0;
     for (int64_t i = 0; i < q->k; i++) w[i] = product[i] >> shift;
 }
+
+/* The layout of Constants and Tables that kernels.py must pass: a stale build (an editable
+ * install whose library predates this file) is refused rather than fed the wrong layout. */
+int nz_abi_version(void) { return 2; }
 
 static int valid(const Constants *q) {
     return q->k >= 1 && q->k <= MAX_K && q->c >= 1 && q->c <= MAX_C;
@@ -147,7 +172,7 @@ int nz_intervals(const Constants *q, const Tables *t, int64_t n, int64_t c_coded
     if (!valid(q) || c_coded > q->c) return -1;
     Row r;
     Table tb;
-    int64_t means[MAX_K], w[MAX_K];
+    int64_t means[MAX_K], w[MAX_K], below[MAX_K], above[MAX_K];
     for (int64_t row = 0; row < n; row++) {
         row_parameters(q, t, head + row * stride, &r);
         memcpy(w, r.w, sizeof(int64_t) * q->k);
@@ -156,11 +181,12 @@ int nz_intervals(const Constants *q, const Tables *t, int64_t n, int64_t c_coded
             coupled_means(q, &r, ch, v, means);
             build_table(q, &r, ch, means, w, &tb);
             int64_t x = v[ch], lo, hi;
-            lo = x == 0 ? 0 : cumulative(q, t, &tb, w, x);
-            hi = x == q->levels - 1 ? q->total : cumulative(q, t, &tb, w, x + 1);
+            edge_parts(q, below, above);
+            lo = x == 0 ? 0 : cumulative(q, t, &tb, w, x, below);
+            hi = x == q->levels - 1 ? q->total : cumulative(q, t, &tb, w, x + 1, above);
             left[row * c_coded + ch] = lo;
             frequency[row * c_coded + ch] = hi - lo;
-            if (ch + 1 < c_coded) posterior(q, t, &r, ch, means, x, w);
+            if (ch + 1 < c_coded) posterior(q, below, above, w);
         }
     }
     return 0;
@@ -174,7 +200,7 @@ int nz_decode(const Constants *q, const Tables *t, int64_t n, int64_t c_coded, c
     if (!valid(q) || c_coded > q->c) return -1;
     Row r;
     Table tb;
-    int64_t means[MAX_K], w[MAX_K];
+    int64_t means[MAX_K], w[MAX_K], parts[3][MAX_K];
     int64_t bits = 0;
     while (((int64_t)1 << bits) < q->levels) bits++;
     const uint64_t mask = (uint64_t)(q->total - 1);
@@ -190,10 +216,20 @@ int nz_decode(const Constants *q, const Tables *t, int64_t n, int64_t c_coded, c
             build_table(q, &r, ch, means, w, &tb);
             int64_t quantile = (int64_t)(state[s] & mask);
             int64_t low = 0, c_low = 0, c_high = q->total;
+            /* the final value's edges are the last accepted mid (or 0) and the last rejected
+             * mid (or levels): keep their component CDFs for the posterior */
+            int64_t *below = parts[0], *above = parts[1], *trial = parts[2], *swap;
+            edge_parts(q, below, above);
             for (int64_t d = 0; d < bits; d++) {  /* SymbolTable.search (any arity finds the same v) */
                 int64_t mid = low + (q->levels >> (d + 1));
-                int64_t c_mid = cumulative(q, t, &tb, w, mid);
-                if (c_mid <= quantile) { low = mid; c_low = c_mid; } else { c_high = c_mid; }
+                int64_t c_mid = cumulative(q, t, &tb, w, mid, trial);
+                if (c_mid <= quantile) {
+                    low = mid; c_low = c_mid;
+                    swap = below; below = trial; trial = swap;
+                } else {
+                    c_high = c_mid;
+                    swap = above; above = trial; trial = swap;
+                }
             }
             /* BatchAnsDecoder.advance_streams */
             uint64_t st = state[s];
@@ -204,7 +240,7 @@ int nz_decode(const Constants *q, const Tables *t, int64_t n, int64_t c_coded, c
             }
             state[s] = ns;
             v[ch] = low;
-            if (ch + 1 < c_coded) posterior(q, t, &r, ch, means, low, w);
+            if (ch + 1 < c_coded) posterior(q, below, above, w);
         }
     }
     return 0;

@@ -20,6 +20,7 @@ import numpy as np
 from ..coding import TOTAL
 from . import mixture as m
 
+ABI_VERSION = 2  # nz_abi_version() of the _mixture.c this module calls
 _I64P = ctypes.POINTER(ctypes.c_int64)
 _U64P = ctypes.POINTER(ctypes.c_uint64)
 _I32P = ctypes.POINTER(ctypes.c_int32)
@@ -33,11 +34,41 @@ class _Constants(ctypes.Structure):
 
 
 class _Tables(ctypes.Structure):
-    _fields_ = [("sigmoid", _I64P), ("inverse_scale", _I64P), ("weight", _I64P), ("tanh_", _I64P)]
+    _fields_ = [("sigmoid_half", _I32P), ("weight", _I32P), ("tanh_", _I32P), ("inverse_low", _U32P),
+                ("inverse_wide", ctypes.c_int64)]
 
 
 def _pointer(array: np.ndarray, kind=_I64P):
     return array.ctypes.data_as(kind)
+
+
+def sigmoid_upper_half(sigmoid: np.ndarray) -> np.ndarray:
+    """The C code's copy of the logistic CDF table: entries z_span.. as int32. Valid only
+    because the table is symmetric about its centre, which this checks (the same integers,
+    or no accelerator)."""
+    span = m.Z_SPAN
+    upper, lower = sigmoid[span:], sigmoid[span::-1]
+    if len(sigmoid) != 2 * span + 1 or not np.array_equal(upper + lower, np.full_like(upper, 1 << m.CDF_FRAC)):
+        raise ValueError("mixture kernel: the sigmoid table is not symmetric")
+    return as_int32(upper)
+
+
+def as_int32(table: np.ndarray) -> np.ndarray:
+    """A table as the C code's int32 (checked to fit: the same integers, or no accelerator)."""
+    if np.abs(table).max(initial=0) >= 1 << 31:
+        raise ValueError("mixture kernel: table values beyond int32")
+    return np.ascontiguousarray(table, dtype=np.int32)
+
+
+def split_inverse_scales(inverse_scale: np.ndarray) -> tuple[np.ndarray, int]:
+    """The C code's form of the inverse-scale table: uint32 low words and the number of
+    leading entries that add 2**32 (checked: the same integers, or no accelerator)."""
+    wide = int(np.count_nonzero(inverse_scale >= 1 << 32))
+    if (inverse_scale.min(initial=0) < 0 or inverse_scale.max(initial=0) >= 1 << 33
+            or not np.all(inverse_scale[:wide] >= 1 << 32)):
+        raise ValueError("mixture kernel: inverse scales not of the expected form")
+    return np.ascontiguousarray(inverse_scale - np.where(np.arange(len(inverse_scale)) < wide, 1 << 32, 0),
+                                dtype=np.uint32), wide
 
 
 class MixtureKernel:
@@ -49,8 +80,10 @@ class MixtureKernel:
                                     m.MEAN_ONE, m.ACT_ONE, m.WEIGHT_SPAN, m.WEIGHT_FRAC, m.TANH_SPAN,
                                     m.LOG_SCALE_LOW, m.LOG_SCALE_HIGH, m.MEAN_LOW, m.MEAN_HIGH)
         sigmoid, inverse_scale, weight, tanh, _ = m._tables()
-        self._keep = [np.ascontiguousarray(a, dtype=np.int64) for a in (sigmoid, inverse_scale, weight, tanh)]
-        self.tables = _Tables(*(_pointer(a) for a in self._keep))
+        inverse_low, inverse_wide = split_inverse_scales(inverse_scale)
+        self._keep = [sigmoid_upper_half(sigmoid), as_int32(weight), as_int32(tanh), inverse_low]
+        self.tables = _Tables(*(_pointer(a, kind) for a, kind in zip(self._keep, (_I32P, _I32P, _I32P, _U32P))),
+                              inverse_wide)
 
     def intervals(self, head: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(left, frequency) int64 [n, c] of ``values`` [n, c] under ``head`` [n, size]."""
@@ -111,6 +144,9 @@ def _library() -> ctypes.CDLL | None:
         library = ctypes.CDLL(spec.origin)
     except OSError:
         return None
+    version = getattr(library, "nz_abi_version", None)
+    if version is None or version() != ABI_VERSION:
+        return None  # built from another _mixture.c: the numpy code runs (same integers)
     for name in ("nz_intervals", "nz_decode", "nz_ans_push"):
         getattr(library, name).restype = ctypes.c_int
     library.nz_requantize.restype = None

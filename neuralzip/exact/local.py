@@ -44,6 +44,7 @@ INPUT_LIMIT = 255  # |feature| and the largest 8-bit activation
 ACTIVATION_TOP = 255
 HEAD_LIMIT = 1 << 20  # head values in 2**-12 units: |x| <= 256, as the exact mixture expects
 STREAM_LIMIT = 1 << 20  # the residual stream of models with blocks, in its own units
+BLOCK_ROWS = 1024  # rows per matrix product (fastest here at 512-1024; 4096 was ~1.5x slower per row)
 
 
 def weight_limit(fan_in: int) -> int:
@@ -124,7 +125,17 @@ class ExactLocalNetwork:
         return out
 
     def run(self, features: np.ndarray) -> np.ndarray:
-        """Neighbourhood features float32 [N, F] (integers) -> head int64 [N, size] (2**-12)."""
+        """Neighbourhood features float32 [N, F] (integers) -> head int64 [N, size] (2**-12).
+        Rows are independent: they run in blocks of ``BLOCK_ROWS``, so that a layer's
+        activations are still in cache when the next layer reads them."""
+        if len(features) <= BLOCK_ROWS:
+            return self._run_block(features)
+        head = np.empty((len(features), self.layers["head"].weight.shape[1]), dtype=np.int64)
+        for start in range(0, len(features), BLOCK_ROWS):
+            head[start : start + BLOCK_ROWS] = self._run_block(features[start : start + BLOCK_ROWS])
+        return head
+
+    def _run_block(self, features: np.ndarray) -> np.ndarray:
         layers, config = self.layers, self.config
         x = layers["input"](features)
         if config.blocks:
