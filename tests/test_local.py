@@ -12,7 +12,7 @@ import torch
 from neuralzip.codecs.base import ImageShape, PayloadError
 from neuralzip.exact import wavefront
 from neuralzip.exact.local import (
-    FakeQuantizer, activation_scales, image_features, quantize, sampled_features, weight_limit,
+    FakeQuantizer, activation_scales, edge_patterns, image_features, quantize, sampled_features, weight_limit,
 )
 from neuralzip.images import PixelImage
 from neuralzip.nets.local import neighbour_offsets
@@ -79,8 +79,28 @@ def test_exact_network_sums_exactly_in_float32():
     extreme = np.full_like(layer.weight, weight_limit(layer.weight.shape[0]))
     assert np.array_equal((x @ extreme).astype(np.int64), x.astype(np.int64) @ extreme.astype(np.int64))
     features = image_features(smooth_image(8, 8, seed=2)[None], 3)
-    acc = features @ network.layers["input"].weight
-    assert np.array_equal(acc.astype(np.int64), features.astype(np.int64) @ network.layers["input"].weight.astype(np.int64))
+    acc = features @ network.colour_input.weight
+    assert np.array_equal(acc.astype(np.int64), features.astype(np.int64) @ network.colour_input.weight.astype(np.int64))
+
+
+def test_edge_table_equals_multiplying_the_ones_channels():
+    """The exact input layer adds the ones channels' contribution per edge pattern from a
+    table: the same integers as the float model's layout (colour and a ones channel of 255
+    per neighbour inside the image) multiplied out in full, on every pixel of an odd-sized
+    image and on a strip narrower than the neighbourhood."""
+    model = tiny_local_model(width=256)
+    network = quantize(model, activation_scales(model, np.stack([smooth_image(10, 10, seed=s) for s in range(3)])))
+    for h, w in ((9, 11), (5, 2)):
+        image = smooth_image(h, w, seed=h)
+        rows, cols = np.divmod(np.arange(h * w), w)
+        offsets = np.array(neighbour_offsets(3))
+        y, x = rows[:, None] + offsets[None, :, 0], cols[:, None] + offsets[None, :, 1]
+        inside = (y >= 0) & (x >= 0) & (x < w)
+        colour = image_features(image[None], 3).reshape(h * w, -1, 3)
+        full = np.concatenate([colour, np.where(inside, 255.0, 0.0)[..., None]], axis=2).reshape(h * w, -1)
+        expected = full.astype(np.int64) @ network.layers["input"].weight.astype(np.int64)
+        folded = colour.reshape(h * w, -1) @ network.colour_input.weight + network.edge_table[edge_patterns(rows, cols, w, 3)]
+        assert np.array_equal(folded.astype(np.int64), expected)
 
 
 def test_quantisation_aware_forward_tracks_the_exact_code_length(tiny_local):

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..coding import BatchAnsDecoder, BatchAnsEncoder, CodingError
 from ..distributions import MixtureLayout
-from ..exact.local import Canvas, ExactLocalNetwork, image_features, sampled_features
+from ..exact.local import Canvas, ExactLocalNetwork, edge_patterns, image_features, image_patterns, sampled_features
 from ..exact.kernels import kernel
 from ..exact.mixture import ExactMixture, SymbolTable, posterior_weights
 from ..images import PixelImage
@@ -201,13 +201,14 @@ class LocalCodec(PerImageCodec):
             span = slice(rows.start * w, rows.stop * w)
             features = image_features(colour[batch], self.config.horizon, rows,
                                       None if condition is None else condition[batch, span])
+            patterns = image_patterns(batch.stop - batch.start, w, self.config.horizon, rows)
             values = colour[batch, rows].reshape(-1, c)
             lo = np.empty(values.shape, dtype=np.int32)
             freq = np.empty(values.shape, dtype=np.int32)
             # network and mixture block by block: a block's activations and heads stay in cache
             for start in range(0, len(values), NETWORK_ROWS):
                 block = slice(start, start + NETWORK_ROWS)
-                lo[block], freq[block] = self._channel_intervals(self.network.run(features[block]),
+                lo[block], freq[block] = self._channel_intervals(self.network.run(features[block], patterns[block]),
                                                                  values[block].astype(np.int64))
             pixels = span.stop - span.start
             left[batch, slot[span]] = lo.reshape(-1, pixels, c)
@@ -256,7 +257,8 @@ class LocalCodec(PerImageCodec):
         else:
             flat = np.sort(np.random.default_rng(0).choice(n, ESTIMATE_PIXELS, replace=False))
         rows, columns = np.divmod(flat, image.width)
-        head = self.network.run(sampled_features(colour, rows, columns, self.config.horizon))
+        head = self.network.run(sampled_features(colour, rows, columns, self.config.horizon),
+                                edge_patterns(rows, columns, image.width, self.config.horizon))
         _, frequency = self._channel_intervals(head, colour[rows, columns].astype(np.int64))
         bits = float((24.0 - np.log2(frequency.astype(np.float64))).sum()) * n / len(flat)
         if image.mode in ALPHA_MODES:
@@ -336,7 +338,7 @@ class LocalCodec(PerImageCodec):
             features = canvas.features(positions)
             if condition is not None:
                 features = np.concatenate([features, condition[:, rows * w + cols].reshape(b * n, -1)], axis=1)
-            head = self.network.run(features)  # [b * n, size], image-major
+            head = self.network.run(features, np.tile(edge_patterns(rows, cols, w, horizon), b))  # [b * n, size], image-major
             values = np.zeros((b * n, c), dtype=np.int64)
             for members in wavefront.rounds(rows, s):
                 index = (np.arange(b, dtype=np.int64)[:, None] * n + members[None, :]).reshape(-1)

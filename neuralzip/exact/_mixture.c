@@ -160,7 +160,7 @@ static void posterior(const Constants *q, const int64_t *below, const int64_t *a
 
 /* The layout of Constants and Tables that kernels.py must pass: a stale build (an editable
  * install whose library predates this file) is refused rather than fed the wrong layout. */
-int nz_abi_version(void) { return 2; }
+int nz_abi_version(void) { return 3; }
 
 static int valid(const Constants *q) {
     return q->k >= 1 && q->k <= MAX_K && q->c >= 1 && q->c <= MAX_C;
@@ -279,29 +279,35 @@ int nz_ans_push(int64_t n, int64_t width, const int32_t *left, const int32_t *fr
 }
 
 /* ExactLayer requantisation (exact/local.py), in place on acc [n, width] float32:
- * acc = clip(floor(acc * multiplier + offset), low, high), multiplier and offset per column.
- * The product and the sum are float32 IEEE-754 basic operations (no FMA contraction: built
- * with -ffp-contract=off), as numpy's; clipping before the floor gives the same result
- * (low and high are integers and floor is monotone) and bounds the value, so the floor is a
- * truncating conversion corrected for negative non-integers (exact for |v| < 2**31). One
- * pass over memory instead of numpy's four. */
+ * acc = clip(floor((acc + table[rows[i]]) * multiplier + offset), low, high), multiplier
+ * and offset per column; table [T, width] and rows [n] may be NULL (nothing added). The
+ * added table values are integers and the sum stays below 2**24, so it is exact; the
+ * product and the sum after it are float32 IEEE-754 basic operations (no FMA contraction:
+ * built with -ffp-contract=off), as numpy's; clipping before the floor gives the same
+ * result (low and high are integers and floor is monotone) and bounds the value, so the
+ * floor is a truncating conversion corrected for negative non-integers (exact for
+ * |v| < 2**31). One pass over memory instead of numpy's four. */
 void nz_requantize(int64_t n, int64_t width, float *acc, const float *multiplier, const float *offset,
-                   float low, float high) {
+                   float low, float high, const float *table, const int64_t *rows) {
+    static const float zeros[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t i = 0; i < n; i++) {
         float *row = acc + i * width;
+        const float *add = table ? table + rows[i] * width : NULL;
         int64_t j = 0;
 #if defined(__SSE2__)
         /* four at a time, branch-free (random signs made the scalar loop's branches cost ~10x) */
         const __m128 lo = _mm_set1_ps(low), hi = _mm_set1_ps(high), one = _mm_set1_ps(1.0f);
         for (; j + 4 <= width; j += 4) {
-            __m128 v = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(row + j), _mm_loadu_ps(multiplier + j)), _mm_loadu_ps(offset + j));
+            __m128 a = _mm_add_ps(_mm_loadu_ps(row + j), _mm_loadu_ps(add ? add + j : zeros));
+            __m128 v = _mm_add_ps(_mm_mul_ps(a, _mm_loadu_ps(multiplier + j)), _mm_loadu_ps(offset + j));
             v = _mm_min_ps(_mm_max_ps(v, lo), hi);
             __m128 t = _mm_cvtepi32_ps(_mm_cvttps_epi32(v));
             _mm_storeu_ps(row + j, _mm_sub_ps(t, _mm_and_ps(_mm_cmpgt_ps(t, v), one)));
         }
 #endif
         for (; j < width; j++) {
-            float v = row[j] * multiplier[j];
+            float a = add ? row[j] + add[j] : row[j];
+            float v = a * multiplier[j];
             v = v + offset[j];
             v = v < low ? low : (v > high ? high : v);
             float t = (float)(int32_t)v;

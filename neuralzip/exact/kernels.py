@@ -20,7 +20,7 @@ import numpy as np
 from ..coding import TOTAL
 from . import mixture as m
 
-ABI_VERSION = 2  # nz_abi_version() of the _mixture.c this module calls
+ABI_VERSION = 3  # nz_abi_version() of the _mixture.c this module calls
 _I64P = ctypes.POINTER(ctypes.c_int64)
 _U64P = ctypes.POINTER(ctypes.c_uint64)
 _I32P = ctypes.POINTER(ctypes.c_int32)
@@ -151,7 +151,7 @@ def _library() -> ctypes.CDLL | None:
         getattr(library, name).restype = ctypes.c_int
     library.nz_requantize.restype = None
     library.nz_requantize.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                      ctypes.c_float, ctypes.c_float]
+                                      ctypes.c_float, ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p]
     return library
 
 
@@ -182,9 +182,10 @@ def ans_kernel() -> AnsKernel | None:
 
 
 def requantizer():
-    """``requantize(acc, multiplier, offset, low, high)``: :class:`~neuralzip.exact.local.
-    ExactLayer`'s requantisation of a C-contiguous float32 [n, width] array in place, or
-    None (not built, or NZIP_NO_KERNEL=1)."""
+    """``requantize(acc, multiplier, offset, low, high, table=None, rows=None)``:
+    :class:`~neuralzip.exact.local.ExactLayer`'s requantisation of a C-contiguous float32
+    [n, width] array in place (with ``table[rows[i]]`` added to row i first, when given),
+    or None (not built, or NZIP_NO_KERNEL=1)."""
     if os.environ.get("NZIP_NO_KERNEL") == "1":
         return None
     library = _library()
@@ -192,8 +193,17 @@ def requantizer():
         return None
     function = library.nz_requantize
 
-    def requantize(acc: np.ndarray, multiplier: np.ndarray, offset: np.ndarray, low: float, high: float) -> None:
+    def requantize(acc: np.ndarray, multiplier: np.ndarray, offset: np.ndarray, low: float, high: float,
+                   table: np.ndarray | None = None, rows: np.ndarray | None = None) -> None:
         n, width = acc.shape
-        function(n, width, acc.ctypes.data, multiplier.ctypes.data, offset.ctypes.data, low, high)
+        if table is None:
+            function(n, width, acc.ctypes.data, multiplier.ctypes.data, offset.ctypes.data, low, high, None, None)
+            return
+        table = np.ascontiguousarray(table, dtype=np.float32)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if table.shape[1] != width or rows.shape != (n,) or (n and (rows.min() < 0 or rows.max() >= len(table))):
+            raise ValueError("requantize: table rows out of range")
+        function(n, width, acc.ctypes.data, multiplier.ctypes.data, offset.ctypes.data, low, high,
+                 table.ctypes.data, rows.ctypes.data)
 
     return requantize

@@ -23,9 +23,13 @@ row has its own scale. :func:`quantize` turns a float model into integers,
 same rounding (straight-through), so the float NLL it optimises is the rate the coder pays.
 
 Neighbourhood features of pixel (i, j): for each offset of
-:func:`~neuralzip.nets.local.neighbour_offsets`, the neighbour's channels as ``2v - 255``
-and a ones channel of 255, all zero where the neighbour lies outside the image (the only
-padding: the image's own edges, nothing else).
+:func:`~neuralzip.nets.local.neighbour_offsets`, the neighbour's channels as ``2v - 255``,
+zero where the neighbour lies outside the image (the only padding: the image's own edges,
+nothing else). The float model also reads a ones channel per neighbour (255 inside the
+image, 0 outside); its contribution to the input layer depends only on which neighbours
+are inside, one of :func:`edge_patterns`' few cases, so the exact network adds it from a
+table instead of multiplying 255s (a quarter of the input layer's products; the same
+integer sums).
 """
 
 from __future__ import annotations
@@ -72,12 +76,17 @@ class ExactLayer:
     low: float
     high: float
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, table: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+        """The layer on rows ``x``; with ``table`` [T, out] and ``rows`` [N], row i's
+        ``acc`` also gets ``table[rows[i]]`` (integers: the sum stays exact) before the
+        requantisation."""
         acc = x @ self.weight
         accelerated = requantizer()
         if accelerated is not None and acc.flags.c_contiguous and acc.ndim == 2:
-            accelerated(acc, self.multiplier, self.offset, self.low, self.high)  # the same, in one pass
+            accelerated(acc, self.multiplier, self.offset, self.low, self.high, table, rows)  # the same, in one pass
             return acc
+        if table is not None:
+            acc += table[rows]
         acc *= self.multiplier
         acc += self.offset
         np.floor(acc, out=acc)
@@ -113,6 +122,15 @@ class ExactLocalNetwork:
         for b in range(config.blocks + (1 if config.blocks else 0)):
             self.rescale[b] = np.asarray(tensors[f"{prefix}rescale{b}"], dtype=np.float32)
         self.offsets = neighbour_offsets(config.horizon)
+        # the input layer as run: colour (and conditioning) rows only, the ones channels'
+        # contribution per edge pattern from a table (exact integers: |sum| < 2**24)
+        full = self.layers["input"]
+        ones = np.arange(len(self.offsets)) * (config.channels + 1) + config.channels
+        colour = np.setdiff1d(np.arange(full.weight.shape[0]), ones)
+        self.colour_input = ExactLayer(np.ascontiguousarray(full.weight[colour]), full.multiplier, full.offset,
+                                       full.low, full.high)
+        inside = pattern_inside(config.horizon).astype(np.float64)
+        self.edge_table = (inside @ full.weight[ones].astype(np.float64) * INPUT_LIMIT).astype(np.float32)
 
     def tensors(self, prefix: str = "exact.") -> dict[str, np.ndarray]:
         out = {}
@@ -124,20 +142,23 @@ class ExactLocalNetwork:
             out[f"{prefix}rescale{b}"] = values
         return out
 
-    def run(self, features: np.ndarray) -> np.ndarray:
-        """Neighbourhood features float32 [N, F] (integers) -> head int64 [N, size] (2**-12).
-        Rows are independent: they run in blocks of ``BLOCK_ROWS``, so that a layer's
-        activations are still in cache when the next layer reads them."""
+    def run(self, features: np.ndarray, patterns: np.ndarray) -> np.ndarray:
+        """Colour features float32 [N, F] (integers; :func:`image_features`) and each row's
+        :func:`edge_patterns` id [N] -> head int64 [N, size] (2**-12). Rows are independent:
+        they run in blocks of ``BLOCK_ROWS``, so that a layer's activations are still in
+        cache when the next layer reads them."""
+        patterns = np.ascontiguousarray(patterns, dtype=np.int64)
         if len(features) <= BLOCK_ROWS:
-            return self._run_block(features)
+            return self._run_block(features, patterns)
         head = np.empty((len(features), self.layers["head"].weight.shape[1]), dtype=np.int64)
         for start in range(0, len(features), BLOCK_ROWS):
-            head[start : start + BLOCK_ROWS] = self._run_block(features[start : start + BLOCK_ROWS])
+            block = slice(start, start + BLOCK_ROWS)
+            head[block] = self._run_block(features[block], patterns[block])
         return head
 
-    def _run_block(self, features: np.ndarray) -> np.ndarray:
+    def _run_block(self, features: np.ndarray, patterns: np.ndarray) -> np.ndarray:
         layers, config = self.layers, self.config
-        x = layers["input"](features)
+        x = self.colour_input(features, self.edge_table, patterns)
         if config.blocks:
             stream = x
             for b in range(config.blocks):
@@ -158,10 +179,38 @@ def _to_activation(stream: np.ndarray, rescale: np.ndarray) -> np.ndarray:
 
 # ---- neighbourhoods ------------------------------------------------------------------------
 
+def edge_patterns(rows: np.ndarray, columns: np.ndarray, width: int, horizon: int) -> np.ndarray:
+    """Which neighbours of pixels (rows, columns) lie inside an image of ``width`` columns,
+    as one id per pixel, int64: ``(top * (h + 1) + left) * (h + 1) + right`` with top,
+    left and right the pixel's distances to the image's edges, capped at the horizon h
+    (neighbours are never below a pixel, so the bottom edge does not matter)."""
+    rows, columns = np.asarray(rows, dtype=np.int64), np.asarray(columns, dtype=np.int64)
+    top, left = np.minimum(rows, horizon), np.minimum(columns, horizon)
+    right = np.minimum(width - 1 - columns, horizon)
+    return (top * (horizon + 1) + left) * (horizon + 1) + right
+
+
+def pattern_inside(horizon: int) -> np.ndarray:
+    """bool [(h + 1)**3, P]: for each :func:`edge_patterns` id, which neighbour offsets lie
+    inside the image."""
+    span = np.arange(horizon + 1)
+    top, left, right = (a.reshape(-1) for a in np.meshgrid(span, span, span, indexing="ij"))
+    offsets = np.array(neighbour_offsets(horizon), dtype=np.int64)
+    dy, dx = offsets[:, 0][None, :], offsets[:, 1][None, :]
+    return (-dy <= top[:, None]) & (-dx <= left[:, None]) & (dx <= right[:, None])
+
+
+def image_patterns(batch: int, width: int, horizon: int, rows: slice) -> np.ndarray:
+    """:func:`edge_patterns` of every pixel of ``rows`` of ``batch`` same-size images, in the
+    order :func:`image_features` lays them out (image-major, raster order)."""
+    r, c = np.divmod(np.arange((rows.stop - rows.start) * width), width)
+    return np.tile(edge_patterns(r + rows.start, c, width, horizon), batch)
+
+
 class Canvas:
     """Images of one size with their padding, as the network reads them: float32
-    [B, (H + h) * (W + 2h), 4] (rows above and columns either side padded with zeros),
-    channels ``2v - 255`` (R, G, B; a grey image repeats its channel) and the ones channel.
+    [B, (H + h) * (W + 2h), 3] (rows above and columns either side padded with zeros),
+    channels ``2v - 255`` (R, G, B; a grey image repeats its channel).
 
     Pixels are written with :meth:`write` as they become known (all at once when encoding,
     one wavefront step at a time when decoding); :meth:`features` gathers the neighbourhood
@@ -170,9 +219,7 @@ class Canvas:
     def __init__(self, batch: int, height: int, width: int, horizon: int):
         self.height, self.width, self.horizon = height, width, horizon
         self.stride = width + 2 * horizon
-        self.data = np.zeros((batch, (height + horizon) * self.stride, 4), dtype=np.float32)
-        inside = self.position(np.arange(height)[:, None], np.arange(width)[None, :]).reshape(-1)
-        self.data[:, inside, 3] = INPUT_LIMIT
+        self.data = np.zeros((batch, (height + horizon) * self.stride, 3), dtype=np.float32)
         self.deltas = np.array([dy * self.stride + dx for dy, dx in neighbour_offsets(horizon)], dtype=np.int64)
 
     def position(self, rows, columns):
@@ -184,27 +231,28 @@ class Canvas:
         v = values.astype(np.float32) * 2.0 - 255.0
         if v.shape[2] == 1:
             v = np.repeat(v, 3, axis=2)
-        self.data[:, positions, :3] = v
+        self.data[:, positions] = v
 
     def features(self, positions: np.ndarray) -> np.ndarray:
-        """Neighbourhood features float32 [B * n, P * 4] of the pixels at ``positions`` [n]."""
+        """Neighbourhood features float32 [B * n, P * 3] of the pixels at ``positions`` [n]."""
         index = positions[:, None] + self.deltas[None, :]
-        gathered = self.data[:, index]  # [B, n, P, 4]
-        return gathered.reshape(-1, len(self.deltas) * 4)
+        gathered = self.data[:, index]  # [B, n, P, 3]
+        return gathered.reshape(-1, len(self.deltas) * 3)
 
 
 def image_features(pixels: np.ndarray, horizon: int, rows: slice | None = None,
                    condition: np.ndarray | None = None) -> np.ndarray:
     """Features of every pixel (raster order) of same-size images uint8 [B, H, W, c],
-    optionally only of some rows: float32 [B * rows * W, P * 4], the values
+    optionally only of some rows: float32 [B * rows * W, P * 3], the values
     :meth:`Canvas.features` gathers, followed by ``condition`` [B, rows * W, F] when given
-    (a conditional model's input row). Only the rows the wanted ones read are laid out (a
-    band of a large image costs memory of the band).
+    (a conditional model's input row); :func:`image_patterns` gives their edge patterns.
+    Only the rows the wanted ones read are laid out (a band of a large image costs memory
+    of the band).
 
     Why slices and not :meth:`Canvas.features`' index gather: a neighbourhood row is
     ``2h + 1`` consecutive canvas pixels, so each of the ``h + 1`` neighbourhood rows of
     every pixel is one strided copy of a sliding window (~4x faster than gathering
-    ``P * 4`` floats per pixel by index, which was ~15% of encoding)."""
+    ``P * 3`` floats per pixel by index, which was ~15% of encoding)."""
     b, h, w, _ = pixels.shape
     rows = rows or slice(0, h)
     first = max(0, rows.start - horizon)
@@ -212,24 +260,24 @@ def image_features(pixels: np.ndarray, horizon: int, rows: slice | None = None,
     canvas = Canvas(b, band.shape[1], w, horizon)
     canvas.write(canvas.position(np.arange(band.shape[1])[:, None], np.arange(w)[None, :]).reshape(-1),
                  band.reshape(b, -1, band.shape[3]))
-    grid = canvas.data.reshape(b, band.shape[1] + horizon, canvas.stride * 4)  # canvas rows, pixel-major
+    grid = canvas.data.reshape(b, band.shape[1] + horizon, canvas.stride * 3)  # canvas rows, pixel-major
     n_rows, span = rows.stop - rows.start, 2 * horizon + 1
     top = rows.start - first + horizon  # the canvas row of the first wanted row
-    neighbourhood = len(canvas.deltas) * 4
+    neighbourhood = len(canvas.deltas) * 3
     extra = 0 if condition is None else condition.shape[-1]
     out = np.empty((b, n_rows, w, neighbourhood + extra), dtype=np.float32)
-    windows = np.lib.stride_tricks.sliding_window_view(grid, span * 4, axis=2)[:, :, ::4]  # [B, R, pixels, span*4]
+    windows = np.lib.stride_tricks.sliding_window_view(grid, span * 3, axis=2)[:, :, ::3]  # [B, R, pixels, span*3]
     for k, dy in enumerate(range(-horizon, 0)):  # the rows above: columns x - h .. x + h
-        out[..., k * span * 4 : (k + 1) * span * 4] = windows[:, top + dy : top + dy + n_rows, :w]
-    own = horizon * span * 4  # the pixel's own row: columns x - h .. x - 1
-    out[..., own:neighbourhood] = windows[:, top : top + n_rows, :w, : horizon * 4]
+        out[..., k * span * 3 : (k + 1) * span * 3] = windows[:, top + dy : top + dy + n_rows, :w]
+    own = horizon * span * 3  # the pixel's own row: columns x - h .. x - 1
+    out[..., own:neighbourhood] = windows[:, top : top + n_rows, :w, : horizon * 3]
     if condition is not None:
         out[..., neighbourhood:] = condition.reshape(b, n_rows, w, extra)
     return out.reshape(-1, neighbourhood + extra)
 
 
 def sampled_features(pixels: np.ndarray, rows: np.ndarray, columns: np.ndarray, horizon: int) -> np.ndarray:
-    """Features float32 [n, P * 4] of the pixels (rows, columns) of one image uint8 [H, W, c],
+    """Features float32 [n, P * 3] of the pixels (rows, columns) of one image uint8 [H, W, c],
     the same values :class:`Canvas` gives, gathered without laying out the whole image."""
     h, w, c = pixels.shape
     offsets = np.array(neighbour_offsets(horizon), dtype=np.int64)
@@ -239,10 +287,7 @@ def sampled_features(pixels: np.ndarray, rows: np.ndarray, columns: np.ndarray, 
     values = pixels[np.where(inside, y, 0), np.where(inside, x, 0)].astype(np.float32) * 2.0 - 255.0
     if c == 1:
         values = np.repeat(values, 3, axis=2)
-    out = np.zeros(y.shape + (4,), dtype=np.float32)
-    out[..., :3] = np.where(inside[..., None], values[..., :3], 0.0)
-    out[..., 3] = np.where(inside, float(INPUT_LIMIT), 0.0)
-    return out.reshape(len(rows), -1)
+    return np.where(inside[..., None], values[..., :3], np.float32(0.0)).reshape(len(rows), -1)
 
 
 # ---- quantisation ----------------------------------------------------------------------------
@@ -393,5 +438,5 @@ def nll_gap_note(float_bpd: float, exact_bpd: float) -> str:
     return f"float {float_bpd:.5f}, exact {exact_bpd:.5f} bpd (quantisation costs {exact_bpd - float_bpd:+.5f})"
 
 
-__all__ = ["ExactLocalNetwork", "Canvas", "image_features", "sampled_features", "activation_scales", "quantize", "FakeQuantizer",
+__all__ = ["ExactLocalNetwork", "Canvas", "image_features", "image_patterns", "edge_patterns", "sampled_features", "activation_scales", "quantize", "FakeQuantizer",
            "weight_limit", "math"]
