@@ -2,7 +2,8 @@
 
 * The top-level ``models/`` directory (where shipped weights live in the repository) is
   installed as ``neuralzip/models/``, so a wheel or a non-editable install carries every
-  shipped model version.
+  shipped model version; ``benchmarks/results/cifar10.json`` (the committed CIFAR-10 run)
+  is installed as ``neuralzip/results/`` so that ``nzip models`` shows measured rates.
 * The optional C accelerator of the local codec: ``optional=True``, so without a C compiler
   the build goes on and nzip uses the numpy code, which defines the same arithmetic
   (slower decoding, identical files).
@@ -11,9 +12,10 @@
 from setuptools import Extension, find_packages, setup
 
 setup(
-    packages=find_packages(include=["neuralzip*"]) + ["neuralzip.models"],
-    package_dir={"neuralzip.models": "models"},
-    package_data={"neuralzip": ["py.typed"], "neuralzip.models": ["*.safetensors", "*.json"]},
+    packages=find_packages(include=["neuralzip*"]) + ["neuralzip.models", "neuralzip.results"],
+    package_dir={"neuralzip.models": "models", "neuralzip.results": "benchmarks/results"},
+    package_data={"neuralzip": ["py.typed"], "neuralzip.models": ["*.safetensors", "*.json"],
+                  "neuralzip.results": ["cifar10.json"]},
     ext_modules=[Extension(
         "neuralzip.exact._mixture", ["neuralzip/exact/_mixture.c"], optional=True,
         extra_compile_args=["-O2", "-fwrapv", "-ffp-contract=off", "-fno-fast-math"],

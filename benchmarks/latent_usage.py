@@ -1,6 +1,9 @@
 """Does the local-VAE's latent pay? Every shipped local-VAE version on CIFAR-10 test images.
 
-    python benchmarks/latent_usage.py --data /path/to/cifar10 [--n 1000]
+    python benchmarks/latent_usage.py --data /path/to/cifar10 [--n 1000] [--run DIR:LABEL ...]
+
+``--run`` adds a training run's checkpoint (its EMA weights; an experiment, not shipped, so
+its row says which run, step and objective it was).
 
 For each image (a class-spread subset of the test set) one latent z is drawn from q(z|x), as
 the bits-back coder pops it, and the decoder's NLL is measured twice: with z, and with the z
@@ -64,11 +67,40 @@ def local_nll(images: np.ndarray) -> tuple[str, float]:
     return version.label, total
 
 
+def shipped_vaes() -> list[tuple[str, float, LocalVAE]]:
+    """(label, epochs, float model) of every shipped local-VAE version."""
+    out = []
+    for version in installed_versions("vae"):
+        shipped = load_version(version)
+        if shipped.card.get("family") != "local-vae":
+            continue
+        model = LocalVAE(LocalVAEConfig.from_dict(shipped.card["config"]))
+        model.load_state_dict(shipped.prefixed("train."))
+        out.append((version.label, shipped.card.get("training", {}).get("epochs"), model.eval()))
+    return out
+
+
+def run_vae(spec: str) -> tuple[str, float, LocalVAE]:
+    """A training run's EMA model from ``DIR:LABEL`` (the label says what the run tried)."""
+    from safetensors.torch import load_file
+
+    from neuralzip.train import matching_state
+
+    directory, _, label = spec.partition(":")
+    meta = json.loads((Path(directory) / "checkpoint.json").read_text())
+    tensors = load_file(str(Path(directory) / "checkpoint.safetensors"))
+    model = LocalVAE(LocalVAEConfig.from_dict(meta["config"]))
+    model.load_state_dict(matching_state(model, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}))
+    return f"run {Path(directory).name} step {meta['step']} (not shipped): {label}", meta["epochs"], model.eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="CIFAR-10 path (default: $NZIP_DATA)")
     parser.add_argument("--n", type=int, default=1000, help="test images (a class-spread subset)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--run", action="append", default=[], metavar="DIR:LABEL",
+                        help="also measure a training run's checkpoint (EMA), labelled")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     test = load_cifar10("test", args.data)
@@ -78,17 +110,11 @@ def main() -> None:
     rows = []
     with torch.no_grad():
         local_label, local_total = local_nll(images)
-        for version in installed_versions("vae"):
-            shipped = load_version(version)
-            if shipped.card.get("family") != "local-vae":
-                continue
-            model = LocalVAE(LocalVAEConfig.from_dict(shipped.card["config"]))
-            model.load_state_dict(shipped.prefixed("train."))
-            model.eval()
+        for label, epochs, model in shipped_vaes() + [run_vae(spec) for spec in args.run]:
             m = measure_vae(model, images)
             kl_bits = (m["kl"] / len(images) / math.log(2)).tolist()
             rows.append({
-                "model": version.label, "epochs": shipped.card.get("training", {}).get("epochs"),
+                "model": label, "epochs": epochs,
                 "decoder_nll_bpd": m["own"] * per_image_bpd, "decoder_nll_other_z_bpd": m["wrong"] * per_image_bpd,
                 "read_from_z_bpd": (m["wrong"] - m["own"]) * per_image_bpd, "kl_bpd": float(m["kl"].sum()) * per_image_bpd,
                 "kl_bits_per_channel": [round(b, 2) for b in kl_bits],

@@ -5,7 +5,8 @@
 Each family trains ``--steps`` steps of batch 64 on random 32x32 images (the speed does not
 depend on the pixels) after 3 warm-up steps, with the trainer's own step (Adam, gradient
 clipping, EMA; quantisation-aware rounding for the local families, as the campaign runs),
-float32 (bf16 autocast is ~10x slower on this AVX2 CPU), the objective compiled with
+float32 or bf16 autocast (``--autocast``: ~10x slower on an AVX2-only CPU; the CPU
+model changes between sessions), the objective compiled with
 ``torch.compile`` as the campaign's ``compile=true`` does (``--no-compile`` for eager; the
 warm-up steps include the compilation). Configurations are those of the
 newest shipped version of each family's model (its card), else the family's default.
@@ -40,7 +41,7 @@ def shipped_config(family: str) -> dict:
     return {}
 
 
-def measure(family: str, threads: int, steps: int, compile: bool = True) -> float:
+def measure(family: str, threads: int, steps: int, compile: bool = True, autocast: bool = False) -> float:
     torch.set_num_threads(threads)
     spec = families()[family]
     config = spec.config_class.from_dict({**spec.config_class().to_dict(), **shipped_config(family)})
@@ -57,7 +58,7 @@ def measure(family: str, threads: int, steps: int, compile: bool = True) -> floa
         objective = torch.compile(objective)  # as the trainer does with compile=true
 
     def step():
-        loss = objective(images).mean() / (3 * 32 * 32 * math.log(2))
+        loss = objective(images, autocast=autocast).mean() / (3 * 32 * 32 * math.log(2))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
@@ -80,29 +81,32 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="eager steps (default: compiled)")
+    parser.add_argument("--autocast", default="false",
+                        help="bf16 autocast: false, true or both (fast only on CPUs with AMX or AVX-512 BF16)")
     parser.add_argument("--note", default="")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     rows = []
     for family in args.families.split(","):
         for threads in (int(t) for t in args.threads.split(",")):
-            torch._dynamo.reset()  # each configuration compiles afresh, as a new run would
-            rate = measure(family, threads, args.steps, args.compile)
-            rows.append({"family": family, "threads": threads, "img_per_s": round(rate, 1), "compiled": args.compile,
-                         "config": shipped_config(family) or "default"})
-            print(f"{family}, {threads} thread(s): {rate:.1f} img/s", flush=True)
+            for autocast in {"false": [False], "true": [True], "both": [False, True]}[args.autocast]:
+                torch._dynamo.reset()  # each configuration compiles afresh, as a new run would
+                rate = measure(family, threads, args.steps, args.compile, autocast)
+                rows.append({"family": family, "threads": threads, "autocast": autocast, "img_per_s": round(rate, 1),
+                             "compiled": args.compile, "config": shipped_config(family) or "default"})
+                print(f"{family}, {threads} thread(s), autocast {autocast}: {rate:.1f} img/s", flush=True)
     document = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_description(),
                 "command": "python benchmarks/training_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "note": args.note, "batch": 64, "steps": args.steps, "compiled": args.compile, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "training_speed.json").write_text(json.dumps(document, indent=1) + "\n")
     lines = [f"# Training throughput ({document['when']})", "",
-             f"`{document['command']}`: batch 64, {args.steps} timed steps after 3 warm-up, float32, "
+             f"`{document['command']}`: batch 64, {args.steps} timed steps after 3 warm-up, "
              + ("compiled (torch.compile, as compile=true), " if args.compile else "eager, ")
              + "the trainer's step (Adam, clipping, EMA; quantisation-aware rounding for local families). "
              + (args.note + "." if args.note else ""), "",
-             "| family | threads | img/s |", "|---|---:|---:|"]
-    lines += [f"| {r['family']} | {r['threads']} | {r['img_per_s']} |" for r in rows]
+             "| family | threads | bf16 autocast | img/s |", "|---|---:|---|---:|"]
+    lines += [f"| {r['family']} | {r['threads']} | {'yes' if r['autocast'] else 'no'} | {r['img_per_s']} |" for r in rows]
     (args.out / "training_speed.md").write_text("\n".join(lines) + "\n")
     return 0
 

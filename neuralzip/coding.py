@@ -480,6 +480,23 @@ class BatchAnsStack(BatchAnsDecoder):
         ``left`` / ``frequency`` [n, L] so that they pop in order (pushed last first)."""
         streams = np.asarray(streams, dtype=np.int64)
         lengths = np.asarray(lengths, dtype=np.int64)
+        from .exact.kernels import ans_kernel  # here: the kernels module imports this one
+
+        accelerator = ans_kernel()
+        if accelerator is not None and left.ndim == 2 and left.shape == frequency.shape == (len(streams), left.shape[1]):
+            # the same arithmetic as the loop below, a whole sequence per stack in one C call
+            pushed = accelerator.push_sequences(self._state[streams], left, frequency, lengths, PRECISION)
+            if pushed is None:
+                raise CodingError("symbol interval outside the 24-bit range")
+            state, words, emitted = pushed
+            while np.any(self._next[streams] + emitted >= self._begin[streams] + self._capacity):
+                self._relayout(2 * self._capacity)
+            rows = np.repeat(np.arange(len(streams)), emitted)
+            within = np.arange(len(rows)) - np.repeat(np.cumsum(emitted) - emitted, emitted)
+            self._words[self._next[streams][rows] + 1 + within] = words[rows, within]
+            self._next[streams] += emitted
+            self._state[streams] = state
+            return
         for k in range(left.shape[1] - 1, -1, -1):
             rows = np.nonzero(k < lengths)[0]
             if len(rows):

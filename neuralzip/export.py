@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from .data import load_cifar10, spread_subset
 from .images import default_file_mode
 from .registry import families, models_dir, sha256_file
+from .train import matching_state
 
 CODEC_IDS = {"pixelcnn": 16, "flow": 32, "vae": 48, "local": 64, "local-vae": 48}
 NAMED_CODEC_IDS = {"local-photo": 65}  # models of a family shipped under a codec name of their own
@@ -81,7 +82,7 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
     config = family.config_class.from_dict(meta["config"])
     tensors = load_file(str(run_dir / "checkpoint.safetensors"))
     model = family.model_class(config)
-    model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    model.load_state_dict(matching_state(model, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}))
     out = {f"train.{k}": v.float().contiguous() for k, v in model.state_dict().items()}
     if meta["family"] == "pixelcnn":
         from .codecs.pixelcnn import PixelCNNCodec

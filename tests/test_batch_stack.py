@@ -32,3 +32,31 @@ def test_batch_stack_matches_constriction(push_share):
         assert stack.num_bits()[i] == reference.num_bits()
     if push_share > 0.8:
         assert stack._capacity > 128  # the regions had to grow
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_push_sequences_equals_pushing_symbol_by_symbol(accelerated, monkeypatch):
+    """Whole sequences pushed at once (the C kernel, or the numpy loop without it) leave the
+    same words as pushing each symbol alone, last first; regions grow as needed."""
+    from neuralzip.exact import kernels
+
+    if accelerated and kernels.ans_kernel() is None:
+        pytest.skip("the C accelerator is not built")
+    if not accelerated:
+        monkeypatch.setattr(kernels, "ans_kernel", lambda: None)
+    rng = np.random.default_rng(3)
+    seeds = [seed_words(k, k) for k in (1, 5, 40, 2)]
+    batch, reference = BatchAnsStack(seeds, capacity=4), BatchAnsStack(seeds, capacity=4)
+    for _ in range(20):
+        streams = np.sort(rng.choice(len(seeds), rng.integers(1, len(seeds) + 1), replace=False))
+        lengths = rng.integers(0, 60, len(streams))
+        frequency = rng.integers(1, TOTAL // 3, (len(streams), 60))
+        left = rng.integers(0, TOTAL - frequency)
+        batch.push_sequences(streams, left, frequency, lengths)
+        for k in range(59, -1, -1):
+            rows = np.nonzero(k < lengths)[0]
+            if len(rows):
+                reference.push_streams(streams[rows], left[rows, k], frequency[rows, k])
+    for mine, theirs in zip(batch.streams(), reference.streams()):
+        assert np.array_equal(mine, theirs)
+    assert batch._capacity > 64

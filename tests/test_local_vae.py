@@ -184,3 +184,74 @@ def test_damaged_single_files_fail_alone(tiny):
     assert np.array_equal(results[0].pixels, images[0].pixels) and np.array_equal(results[2].pixels, images[2].pixels)
     assert isinstance(results[3], PayloadError)
     assert isinstance(results[1], PayloadError) or not np.array_equal(results[1].pixels, images[1].pixels)
+
+
+def test_auxiliary_decoder_trains_the_encoder_and_never_enters_the_elbo():
+    """With ``aux_weight`` the loss adds the auxiliary decoder's NLL (its gradient reaches the
+    encoder through z); the ELBO, what the coder pays, is the same model's with or without it."""
+    from neuralzip.nets.local_vae import LocalVAE, LocalVAEConfig
+
+    images = torch.from_numpy(np.stack([smooth_image(8, 8, seed=s) for s in range(3)]))
+    plain = LocalVAE(LocalVAEConfig(**TINY, size=8), seed=0)
+    helped = LocalVAE(LocalVAEConfig(**TINY, size=8, aux_weight=0.5), seed=0)
+    shared = {k: v for k, v in helped.state_dict().items() if not k.startswith(LocalVAE.TRAINING_ONLY_PREFIX)}
+    assert shared.keys() == plain.state_dict().keys()
+    plain.load_state_dict(shared)
+    torch.manual_seed(1)
+    elbo_plain = plain.nll_nats(images)
+    torch.manual_seed(1)
+    elbo_helped = helped.nll_nats(images)
+    assert torch.equal(elbo_plain, elbo_helped)
+    torch.manual_seed(1)
+    _, _, log_aux = helped.elbo_terms(images, auxiliary=True)
+    torch.manual_seed(1)
+    loss_plain = plain.loss_nats(images)
+    torch.manual_seed(1)
+    loss_helped = helped.loss_nats(images)
+    assert torch.allclose(loss_helped - loss_plain, -0.5 * log_aux[0], rtol=1e-5, atol=1e-3)
+    torch.manual_seed(1)
+    (-helped.elbo_terms(images, auxiliary=True)[2].sum()).backward()
+    assert helped.weight["posterior0"].grad.abs().sum() > 0  # the auxiliary NLL teaches the encoder
+    assert helped.decoder.weight["input"].grad is None  # and leaves the local decoder alone
+
+
+def test_auxiliary_decoder_switched_on_and_off_between_resumes(tiny_cifar, tmp_path):  # noqa: F811
+    """Its parameters start fresh when a run turns it on, are checkpointed while it is on and
+    dropped when it is turned off; the export is the plain model."""
+    from safetensors.torch import load_file
+
+    from neuralzip.export import export_run
+    from neuralzip.train import main as train_main
+
+    run = tmp_path / "run"
+    common = ["local-vae", "--out", str(run), "--data", str(tiny_cifar), "batch_size=4", "threads=1",
+              "autocast=false", "eval_every_steps=100", "eval_images=4"]
+    assert train_main(common + ["width=8", "mixtures=2", "latent_channels=2", "hidden=8", "features=4",
+                                "max_steps=1"]) == 0
+    assert not any("auxiliary" in k for k in load_file(str(run / "checkpoint.safetensors")))
+    assert train_main(common + ["aux_weight=1.0", "max_steps=3"]) == 0
+    saved = load_file(str(run / "checkpoint.safetensors"))
+    assert {"model.auxiliary.weight", "ema.auxiliary.weight", "optim.auxiliary.weight.exp_avg"} <= saved.keys()
+    assert train_main(common + ["aux_weight=0.0", "max_steps=4"]) == 0
+    saved = load_file(str(run / "checkpoint.safetensors"))
+    assert json_load(run / "checkpoint.json")["step"] == 4
+    assert not any("auxiliary" in k for k in saved)
+    card = export_run(run, "vae", str(tiny_cifar), directory=tmp_path / "models")
+    assert card["config"]["aux_weight"] == 0.0
+
+
+def test_latents_popped_from_whole_tables_are_the_searched_ones(tiny, monkeypatch):
+    """Few chains pop their latents by lookups in whole tables, many by searches: the same
+    bytes and pixels either way (an archive of 3 tiles as 1 and as 3 chains, a bigger image)."""
+    _, codec = tiny
+    images = [PixelImage("RGB", smooth_image(h, w, seed=h * w)) for h, w in [(32, 32), (40, 33)]]
+    for tiles_per_chain in (300, 1):
+        monkeypatch.setattr(local_vae, "TILES_PER_CHAIN", tiles_per_chain)
+        payloads = []
+        for tabulated in (local_vae.TABULATED_CHAINS, 0):
+            monkeypatch.setattr(local_vae, "TABULATED_CHAINS", tabulated)
+            encoded = codec.encode(images)
+            decoded = codec.decode(encoded.payloads, _shapes(images))
+            assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, decoded))
+            payloads.append(encoded.payloads[0])
+        assert payloads[0] == payloads[1]

@@ -109,3 +109,45 @@ def test_compiled_objective_follows_remeasured_quantisation_scales(tiny_cifar, t
         rescaled = trainer._objective()(images)
         assert torch.allclose(rescaled, model.nll_nats(images), rtol=1e-4)
         assert (rescaled - compiled).abs().min() > 1.0  # the new scales were used
+
+
+def test_autocast_setting_is_decided_per_machine(monkeypatch):
+    """``autocast=auto`` follows the CPU (bf16 only where it is fast); true/false are kept as
+    given, and anything else is refused."""
+    from neuralzip import train
+
+    assert train.resolve_autocast(True) is True and train.resolve_autocast("false") is False
+    monkeypatch.setattr(train, "bf16_is_fast", lambda: True)
+    assert train.resolve_autocast("auto") is True
+    monkeypatch.setattr(train, "bf16_is_fast", lambda: False)
+    assert train.resolve_autocast("auto") is False
+    with pytest.raises(ValueError, match="autocast"):
+        train.resolve_autocast("sometimes")
+
+
+def test_a_local_model_grows_residual_blocks_from_shipped_weights(tiny_cifar, tmp_path, monkeypatch):
+    """``--init-from`` a smaller local model: the grown one (an added residual block) starts
+    computing exactly the same likelihood, then trains; a mismatched width is refused."""
+    import torch
+
+    from neuralzip.nets.local import LocalModel
+    from neuralzip.nets.neighbourhood import LocalConfig
+
+    small = LocalModel(LocalConfig(3, 8, 0, 2, 3), seed=1)
+    grown = LocalModel(LocalConfig(3, 8, 1, 2, 3), seed=2)
+    grown.grow_from(small.state_dict())
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 6, 7, 3), dtype=np.uint8))
+    with torch.no_grad():
+        assert torch.allclose(grown.nll_nats(images), small.nll_nats(images), rtol=1e-6)
+    with pytest.raises(ValueError, match="cannot grow"):
+        LocalModel(LocalConfig(3, 16, 1, 2, 3)).grow_from(small.state_dict())
+
+    models = tmp_path / "models"
+    common = ["--data", str(tiny_cifar), "batch_size=4", "threads=1", "autocast=false", "eval_every_steps=100",
+              "mixtures=2", "width=8"]
+    assert train_main(["local", "--out", str(tmp_path / "small"), "max_steps=1"] + common) == 0
+    export_run(tmp_path / "small", "local", str(tiny_cifar), directory=models)
+    assert train_main(["local", "--out", str(tmp_path / "grown"), "--init-from", str(models / "local-v1.safetensors"),
+                       "blocks=1", "max_steps=2"] + common) == 0
+    meta = json.loads((tmp_path / "grown" / "checkpoint.json").read_text())
+    assert meta["config"]["blocks"] == 1 and meta["step"] == 2

@@ -52,3 +52,8 @@ def test_wheel_installs_weights_and_round_trips(tmp_path):
     result = json.loads(out.strip().splitlines()[-1])
     assert Path(result["models_dir"]).is_relative_to(env_dir)  # the wheel's own copy, not the checkout
     assert set(result["round_trips"]) == set(shipped) and all(result["round_trips"].values()), result
+    listing = subprocess.run([str(env_dir / "bin" / "nzip"), "models"], check=True, cwd=tmp_path, env=env,
+                             capture_output=True, text=True).stdout
+    measured = {c["name"]: c for c in json.loads((ROOT / "benchmarks" / "results" / "cifar10.json").read_text())["codecs"]}
+    local_row = next(line for line in listing.splitlines() if line.startswith("local "))
+    assert f"{measured['local']['bpd']:.3f}" in local_row, listing  # the committed rates travel with the wheel

@@ -40,6 +40,7 @@ from .tiles import tile_grid
 TILE = 32
 MAX_CHAINS, TILES_PER_CHAIN = 64, 300
 SEPARATE_BATCH = 1000  # single-image files coded or decoded side by side
+TABULATED_CHAINS = 4  # up to this many chains pop latents from whole tables (8 KiB per latent)
 
 
 class StreamView:
@@ -257,8 +258,13 @@ class LocalVAECodec(Codec):
         view = StreamView(stack, active)
         z = np.zeros((a, per), dtype=np.int64)
         chain_rows = np.arange(a, dtype=np.int64) * per
+        # Few chains (a photo's single file: one) pop their latents one by one in Python:
+        # their whole tables are computed at once and each pop is a lookup, not a search.
+        tabulated = self.latent.tabulate(prepared, slice(None)) if a <= TABULATED_CHAINS else None
         for k in range(per):
-            z[:, k] = self.latent.decode_symbols(prepared, chain_rows + k, view)
+            rows = chain_rows + k
+            z[:, k] = self.latent.decode_symbols(prepared, rows, view,
+                                                 tabulated=None if tabulated is None else tabulated[rows])
         return z.reshape(a, c2 // 2, h, w)
 
     def _push_latents(self, stack: BatchAnsStack, active: np.ndarray, params: np.ndarray, z: np.ndarray) -> None:

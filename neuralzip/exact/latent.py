@@ -136,10 +136,18 @@ class ExactLatentPrior:
         escape_bits = np.bincount(escapes[0], minlength=n).astype(np.float64)
         return PRECISION - np.log2(frequency.astype(np.float64)) + escape_bits
 
-    def decode_symbols(self, prepared: "PreparedRows", rows, decoder) -> np.ndarray:
+    def decode_symbols(self, prepared: "PreparedRows", rows, decoder, arity_bits: int = 1,
+                       tabulated: np.ndarray | None = None) -> np.ndarray:
         """Pop one latent per stream of ``decoder`` (a :class:`~neuralzip.coding.BatchAnsDecoder`)
-        under the ``rows`` of :meth:`prepare`'s parameters, escapes included."""
-        value, c_low, c_high = prepared.table.search(rows, decoder.quantiles())
+        under the ``rows`` of :meth:`prepare`'s parameters, escapes included. ``arity_bits``:
+        the search's round width (:meth:`SymbolTable.search`); ``tabulated``: the rows'
+        :meth:`tabulate` (a lookup instead of a search). Every way gives the same values."""
+        if tabulated is None:
+            value, c_low, c_high = prepared.table.search(rows, decoder.quantiles(), arity_bits)
+        else:
+            value = (tabulated <= decoder.quantiles()[:, None]).sum(axis=1) - 1  # C is increasing
+            c_low = np.take_along_axis(tabulated, value[:, None], 1)[:, 0]
+            c_high = np.take_along_axis(tabulated, value[:, None] + 1, 1)[:, 0]
         decoder.advance(c_low, c_high - c_low)
         return self._escaped(prepared.origin[rows], value, decoder.decode_binary)
 
@@ -152,6 +160,16 @@ class ExactLatentPrior:
             extra = _decode_elias_gamma(decode_bit, escaping) - 1
             z = np.where(low, origin - extra, np.where(high, origin + self.levels - 1 + extra, z))
         return z
+
+    def tabulate(self, prepared: "PreparedRows", rows) -> np.ndarray:
+        """The whole one-symbol cumulative of the ``rows`` [n, 2**bits + 1]: ``C(0) = 0``,
+        the interior edges as :meth:`SymbolTable.cumulative` computes them, ``C(L) =
+        2**24``. For decoders that pop many latents of a few streams one after another
+        (8 KiB per row: for few rows only)."""
+        n = len(prepared.origin[rows])
+        interior = np.broadcast_to(np.arange(1, self.levels, dtype=np.int64), (n, self.levels - 1))
+        c = prepared.table.cumulative(rows, np.ascontiguousarray(interior))
+        return np.concatenate([np.zeros((n, 1), np.int64), c, np.full((n, 1), TOTAL, np.int64)], axis=1)
 
     # ---- decoder ---------------------------------------------------------------------------
     def prepare(self, params: np.ndarray) -> "PreparedRows":

@@ -70,6 +70,24 @@ class LocalModel(nn.Module):
         self.kernel = (kh, kw)
         self.quantizer = None  # a neuralzip.exact.local.FakeQuantizer during quantisation-aware training
 
+    def grow_from(self, state: dict) -> None:
+        """Start from a trained local model of the same horizon, width and head but fewer
+        residual blocks (``state``: its state dict): its layers are taken as they are and
+        every added block starts as the identity (its last layer zero), so the grown model
+        first computes exactly what the smaller one did and training adds the capacity."""
+        own = self.state_dict()
+        unknown = set(state) - set(own)
+        if unknown:
+            raise ValueError(f"cannot grow from a model with layers this one lacks: {sorted(unknown)[:3]}")
+        for key, value in state.items():
+            if own[key].shape != value.shape:
+                raise ValueError(f"cannot grow from a model whose {key} is {tuple(value.shape)}, not {tuple(own[key].shape)}")
+            own[key] = value
+        for key in set(own) - set(state):
+            if key.endswith("_2"):  # block{b}.2: the residual branch's output
+                own[key] = torch.zeros_like(own[key])
+        self.load_state_dict(own)
+
     def layer(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         key = name.replace(".", "_")
         return self.weight[key], self.bias[key]

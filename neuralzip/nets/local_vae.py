@@ -25,7 +25,14 @@ training teaches it what the latent is worth.
 
 Posterior collapse: the KL of each latent channel is floored at ``free_nats`` per image
 during training (free bits, Kingma et al. 2016), so a channel is never pushed to carry
-nothing before the decoder has learnt to read it; the reported ELBO has no floor.
+nothing before the decoder has learnt to read it; the reported ELBO has no floor. Free bits
+alone left the latent unread (the decoder, started from a trained local model, never
+rewarded the encoder for the free nats). With ``aux_weight`` > 0 training also adds an
+*auxiliary decoder* (Lucas & Verbeek 2018): a factorized mixture per pixel from the
+conditioning features alone, no neighbourhood, whose NLL (times ``aux_weight``) joins the
+loss. Only a latent that describes the image lowers it, so the encoder and conditioner learn
+features the local decoder can then read. It is training-only: the ELBO, the exact networks
+and the coder never see it.
 """
 
 from __future__ import annotations
@@ -37,12 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributions import MixtureLayout, mixture_log_likelihood
 from .config import ConfigMixin
 from .local import LocalModel
 from .neighbourhood import LocalConfig
 from .vae import INITIAL_LOG_SCALE, latent_params, logistic_log_density
 
 LATENT_INPUT_LIMIT = 255  # the conditioner reads latents clipped to +-255 bins (8-bit exact path)
+AUXILIARY_MIXTURES = 5  # the auxiliary decoder's mixture (training only; small: it only has to pull)
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ class LocalVAEConfig(ConfigMixin):
     window_bits: int = 10
     size: int = 32  # tile side
     free_nats: float = 0.25  # training only: KL floor per latent channel and image
+    aux_weight: float = 0.0  # training only: weight of the auxiliary decoder's NLL in the loss
 
     def decoder_config(self) -> LocalConfig:
         return LocalConfig(self.horizon, self.width, self.blocks, self.mixtures, 3, condition=self.features)
@@ -76,7 +86,11 @@ class LocalVAEConfig(ConfigMixin):
 
 class LocalVAE(nn.Module):
     """The float model for training: ``nll_nats`` is the negative ELBO in nats per image,
-    ``loss_nats`` the training objective (free bits)."""
+    ``loss_nats`` the training objective (free bits, the auxiliary decoder)."""
+
+    # parameters that only training uses: a checkpoint may lack them (they start fresh) or
+    # carry them when the current configuration has none (they are dropped)
+    TRAINING_ONLY_PREFIX = "auxiliary."
 
     def __init__(self, config: LocalVAEConfig, seed: int = 0):
         super().__init__()
@@ -103,6 +117,12 @@ class LocalVAE(nn.Module):
         start = INITIAL_LOG_SCALE + (config.bin_bits - 6) * math.log(2)  # ~1 latent unit in bins
         with torch.no_grad():
             self.bias["posterior2"].view(c, 2)[:, 1] = start
+        self.auxiliary = nn.ParameterDict()
+        if config.aux_weight > 0:
+            self.auxiliary_layout = MixtureLayout(3, AUXILIARY_MIXTURES)
+            self.auxiliary["weight"] = nn.Parameter(
+                torch.randn(self.auxiliary_layout.size, config.features, 1, 1, generator=generator) * (2.0 / config.features) ** 0.5)
+            self.auxiliary["bias"] = nn.Parameter(torch.zeros(self.auxiliary_layout.size))
         side = config.latent_side
         prior = torch.zeros(1, c, 2, side, side)
         prior[:, :, 1] = start
@@ -157,9 +177,10 @@ class LocalVAE(nn.Module):
         return self.decoder.head(images, self.condition(mean))
 
     # ---- objectives ------------------------------------------------------------------------
-    def elbo_terms(self, images: torch.Tensor, autocast: bool = False, samples: int = 1):
+    def elbo_terms(self, images: torch.Tensor, autocast: bool = False, samples: int = 1, auxiliary: bool = False):
         """Per image (nats), for ``samples`` draws: log p(x|z) [S, B] and the per-channel
-        log q(z|x) - log p(z) [S, B, C]."""
+        log q(z|x) - log p(z) [S, B, C]; with ``auxiliary`` also the auxiliary decoder's
+        log-likelihood [S, B] from the same z."""
         images = images.repeat(samples, 1, 1, 1)
         params = self.posterior(images)
         mean, log_scale = latent_params(params)
@@ -167,9 +188,15 @@ class LocalVAE(nn.Module):
         z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
         prior = self.prior.expand(z.shape[0], -1, -1, -1)
         kl = (logistic_log_density(z, params) - logistic_log_density(z, prior)).sum(dim=(2, 3))
-        log_px = -self.decoder.nll_nats(images, autocast, condition=self.condition(z))
+        condition = self.condition(z)
+        log_px = -self.decoder.nll_nats(images, autocast, condition=condition)
         b = images.shape[0] // samples
-        return log_px.view(samples, b), kl.view(samples, b, -1)
+        if not auxiliary:
+            return log_px.view(samples, b), kl.view(samples, b, -1)
+        params = F.conv2d(F.relu(condition), self.auxiliary["weight"], self.auxiliary["bias"])
+        x = images.permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0
+        log_aux = mixture_log_likelihood(params, x, self.auxiliary_layout).sum(dim=(1, 2))
+        return log_px.view(samples, b), kl.view(samples, b, -1), log_aux.view(samples, b)
 
     def nll_nats(self, images: torch.Tensor, autocast: bool = False) -> torch.Tensor:
         """Negative ELBO, nats per image."""
@@ -178,10 +205,15 @@ class LocalVAE(nn.Module):
 
     def loss_nats(self, images: torch.Tensor, autocast: bool = False) -> torch.Tensor:
         """Training objective per image: the negative ELBO with each latent channel's KL
-        (batch mean) floored at ``free_nats``."""
-        log_px, kl = self.elbo_terms(images, autocast)
+        (batch mean) floored at ``free_nats``, plus ``aux_weight`` times the auxiliary
+        decoder's NLL."""
+        if self.config.aux_weight > 0:
+            log_px, kl, log_aux = self.elbo_terms(images, autocast, auxiliary=True)
+            penalty = -self.config.aux_weight * log_aux[0]
+        else:
+            (log_px, kl), penalty = self.elbo_terms(images, autocast), 0.0
         floored = torch.clamp(kl[0].mean(0), min=self.config.free_nats).sum()
-        return floored - log_px[0]
+        return floored - log_px[0] + penalty
 
     def kl_bits_per_channel(self, images: torch.Tensor) -> torch.Tensor:
         """KL of each latent channel, bits per image (for the card and the benchmark)."""
