@@ -85,7 +85,7 @@ SPECS = [
               lambda: __import__(f"{__name__}.jpeg", fromlist=["JpegCodec"]).JpegCodec()),
     CodecSpec("pixelcnn", 16, "neural", "PixelCNN++, exact integer inference", _neural("pixelcnn", "PixelCNNCodec", "pixelcnn"), "pixelcnn"),
     CodecSpec("flow", 32, "neural", "integer discrete flow, exact integer inference", _neural("flow", "FlowCodec", "flow"), "flow"),
-    CodecSpec("vae", 48, "neural", "VAE, bits-back ANS (v1 hierarchical; v2 on the local autoregressive decoder)", _vae(), "vae"),
+    CodecSpec("vae", 48, "neural", "VAE, bits-back ANS (v1 hierarchical; v2 and later on the local autoregressive decoder)", _vae(), "vae"),
     CodecSpec("local", 64, "neural", "local autoregressive model (CIFAR-10 weights), wavefront decoding",
               _local("local", 64), "local"),
     CodecSpec("local-photo", 65, "neural", "local autoregressive model (weights for photographs)",
