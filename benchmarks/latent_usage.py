@@ -82,16 +82,12 @@ def shipped_vaes() -> list[tuple[str, float, LocalVAE]]:
 
 def run_vae(spec: str) -> tuple[str, float, LocalVAE]:
     """A training run's EMA model from ``DIR:LABEL`` (the label says what the run tried)."""
-    from safetensors.torch import load_file
-
-    from neuralzip.train import matching_state
+    from neuralzip.train import load_checkpoint_ema
 
     directory, _, label = spec.partition(":")
     meta = json.loads((Path(directory) / "checkpoint.json").read_text())
-    tensors = load_file(str(Path(directory) / "checkpoint.safetensors"))
-    model = LocalVAE(LocalVAEConfig.from_dict(meta["config"]))
-    model.load_state_dict(matching_state(model, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}))
-    return f"run {Path(directory).name} step {meta['step']} (not shipped): {label}", meta["epochs"], model.eval()
+    model = load_checkpoint_ema(LocalVAE(LocalVAEConfig.from_dict(meta["config"])), Path(directory))
+    return f"run {Path(directory).name} step {meta['step']} (not shipped): {label}", meta["epochs"], model
 
 
 def main() -> None:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .data import load_cifar10, spread_subset
 from .images import default_file_mode
 from .registry import families, models_dir, sha256_file
-from .train import matching_state
+from .train import load_checkpoint_ema
 
 CODEC_IDS = {"pixelcnn": 16, "flow": 32, "vae": 48, "local": 64, "local-vae": 48}
 NAMED_CODEC_IDS = {"local-photo": 65}  # models of a family shipped under a codec name of their own
@@ -80,9 +80,7 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
         extra_card = {**photo_card, **(extra_card or {})}
     family = families()[meta["family"]]
     config = family.config_class.from_dict(meta["config"])
-    tensors = load_file(str(run_dir / "checkpoint.safetensors"))
-    model = family.model_class(config)
-    model.load_state_dict(matching_state(model, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}))
+    model = load_checkpoint_ema(family.model_class(config), run_dir)
     out = {f"train.{k}": v.float().contiguous() for k, v in model.state_dict().items()}
     if meta["family"] == "pixelcnn":
         from .codecs.pixelcnn import PixelCNNCodec

@@ -120,6 +120,14 @@ def matching_state(model: torch.nn.Module, state: dict) -> dict:
     return fitted
 
 
+def load_checkpoint_ema(model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
+    """``model`` with a run directory's EMA weights (through :func:`matching_state`), in
+    eval mode: what export and the benchmarks measure of a run."""
+    tensors = load_file(str(Path(run_dir) / "checkpoint.safetensors"))
+    model.load_state_dict(matching_state(model, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}))
+    return model.eval()
+
+
 class Trainer:
     """Owns model, EMA, optimizer and the run directory."""
 
