@@ -47,8 +47,10 @@ def write_report(path_json: Path) -> None:
               "ideal code length under its exact integer tables (for the bits-back VAE: what each image adds to "
               "the ANS stack, i.e. the exact one-sample negative ELBO; a single file pays the initial bits on top). "
               "payload bpd: the entropy coder's output alone (for classical codecs their file), so payload bpd "
-              "minus NLL bpd is the coder's overhead and bpd (.nzip) minus payload bpd the container's (19 bytes "
-              "a file). `-archive`: all images in one .nzip archive (unnamed entries, 5 bytes each), chained "
+              "minus NLL bpd is the coder's overhead and bpd (.nzip) minus payload bpd the container's (a "
+              "compact single-image file, format version 3: 7 bytes for local, whose ANS stream carries the "
+              "4-byte checksum (counted as the container's, not in payload bpd), 11 for the others; runs "
+              "before 2026-12-02 06:00 wrote 19-byte version 1 headers). `-archive`: all images in one .nzip archive (unnamed entries, 5 bytes each), chained "
               "through the codec's ANS stacks, side by side (vae v1: one chain per 1,000 images, at most 8; "
               "vae v2, the local-VAE: one per 300, at most 64). Throughput: images/s, "
               "wall clock. exact: decoded pixels identical to the original.\n\n")

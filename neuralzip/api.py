@@ -22,7 +22,7 @@ import numpy as np
 from . import codecs as codec_table
 from .codecs.base import Codec, ImageShape, PayloadError
 from .container import (
-    ChecksumError, Container, CorruptError, Entry, FormatError, ModelMismatchError, UnknownModelError, pack, unpack,
+    COMPACT_VERSION, ChecksumError, Container, CorruptError, Entry, FormatError, ModelMismatchError, UnknownModelError, pack, unpack,
 )
 from .images import DEFAULT_MAX_PIXELS, PixelImage, read_image
 from .registry import ModelError
@@ -69,8 +69,24 @@ def _entry(codec: Codec, name: str, image: PixelImage, payload: bytes = b"") -> 
     return Entry(name, image.mode, image.width, image.height, codec.checksum(image), payload, metadata)
 
 
+def shipped_version(codec: Codec) -> int | None:
+    """What a compact file names the codec's weights by: 0 for a codec without weights, N
+    for version N of a shipped model, None for weights that are no shipped version (models
+    registered by tests or fresh exports: their files name the hash, format version 1/2)."""
+    spec = codec_table.BY_ID.get(codec.codec_id)
+    if spec is None or spec.model is None:
+        return 0
+    from .registry import installed_versions
+
+    for version in installed_versions(spec.model):
+        if version.model_hash == codec.model_hash:
+            return version.version
+    return None
+
+
 def _single(codec: Codec, image: PixelImage, payload: bytes) -> bytes:
-    return pack(Container(codec.codec_id, codec.model_hash, [_entry(codec, "", image, payload)]))
+    return pack(Container(codec.codec_id, codec.model_hash, [_entry(codec, "", image, payload)],
+                          model_version=shipped_version(codec)))
 
 
 def compress_batch(images: list, model: str | None = AUTO, budget: float | None = None,
@@ -193,11 +209,37 @@ def compress_archive(images: list, names: list[str], model: str | None = AUTO, b
     return Compressed(pack(container), codec.name, encoded.nll_bits, choice)
 
 
+def _version_hash(spec, model_version: int) -> bytes:
+    """The hash of the installed weights a compact file names by version number."""
+    from .registry import installed_versions
+
+    versions = installed_versions(spec.model) if spec.model else []
+    for version in versions:
+        if version.version == model_version:
+            return version.model_hash
+    installed = ", ".join(f"v{v.version}" for v in versions) or "none"
+    raise UnknownModelError(f"this file needs model {spec.model or spec.name!r} v{model_version}, which is not installed "
+                            f"(installed versions: {installed}); a newer neuralzip decodes it")
+
+
+def container_hash(container: Container) -> bytes:
+    """The 4-byte hash of the weights that made ``container``: stored in versions 1 and 2,
+    looked up from the model version a compact file names."""
+    if container.model_hash is not None:
+        return container.model_hash
+    spec = codec_table.BY_ID.get(container.codec_id)
+    if spec is None:
+        raise UnknownModelError(f"unknown codec id {container.codec_id} (made by a newer nzip?)")
+    return _version_hash(spec, container.model_version)
+
+
 def codec_for(container: Container) -> Codec:
     """The codec that made ``container``, with its weights verified against the file."""
     spec = codec_table.BY_ID.get(container.codec_id)
     if spec is None:
         raise UnknownModelError(f"unknown codec id {container.codec_id} (made by a newer nzip?)")
+    if container.model_hash is None:
+        container.model_hash = container_hash(container)
     try:
         codec = codec_table.get_codec(spec.name, container.model_hash)
     except ModelError as error:
@@ -221,13 +263,35 @@ def decode_container(container: Container, codec: Codec | None = None,
     try:
         images = codec.decode(payloads, shapes)
     except PayloadError as error:
-        raise CorruptError(f"corrupt payload: {error}") from None
-    return [(entry.name, _verified(entry, image, codec)) for entry, image in zip(container.entries, images)]
+        raise CorruptError(f"corrupt payload: {error}{_cut_hint(container)}") from None
+    return [(entry.name, _verified(entry, image, codec, shape.seal))
+            for entry, image, shape in zip(container.entries, images, shapes)]
 
 
-def _verified(entry: Entry, image: PixelImage, codec: Codec) -> PixelImage:
-    """``image`` with the entry's metadata, if their checksum is the one the file recorded,
-    else :class:`ChecksumError`."""
+def _cut_hint(container: Container) -> str:
+    """Compact files carry no payload length (the payload is the rest of the file), so a
+    cut one shows as a corrupt payload: say so."""
+    return " (or the file is truncated)" if container.version == COMPACT_VERSION else ""
+
+
+def _recorded_checksum(entry: Entry, seal: int | None) -> int:
+    """The checksum the file recorded: the header's, or the one a sealing codec's payload
+    carried (compact files). A payload of a version 1/2 file may carry one too (0 in files
+    made before sealing); it must then agree with the header's."""
+    if entry.checksum is None:
+        if seal is None:
+            raise CorruptError("corrupt file: neither the header nor the payload holds the checksum")
+        return seal
+    if seal and seal != entry.checksum:
+        raise ChecksumError(f"checksum mismatch{' in ' + entry.name if entry.name else ''}: "
+                            "the payload's checksum differs from the header's (corrupt file)")
+    return entry.checksum
+
+
+def _verified(entry: Entry, image: PixelImage, codec: Codec, seal: int | None = None) -> PixelImage:
+    """``image`` with the entry's metadata, if their checksum is the one the file recorded
+    (in its header, or ``seal``: what a sealing codec's payload held), else
+    :class:`ChecksumError`."""
     if entry.metadata:
         from .metadata import MetadataError, parse
 
@@ -235,9 +299,9 @@ def _verified(entry: Entry, image: PixelImage, codec: Codec) -> PixelImage:
             image.metadata = parse(entry.metadata)
         except MetadataError as error:
             raise CorruptError(f"corrupt metadata{' in ' + entry.name if entry.name else ''}: {error}") from None
-    if codec.checksum(image) != entry.checksum:
+    if codec.checksum(image) != _recorded_checksum(entry, seal):
         raise ChecksumError(f"checksum mismatch{' in ' + entry.name if entry.name else ''}: "
-                            "the decoded pixels differ from the original (corrupt file)")
+                            "the decoded pixels differ from the original (corrupt or truncated file)")
     return image
 
 
@@ -249,10 +313,11 @@ def decode_containers(containers: list[Container], max_pixels: int = DEFAULT_MAX
     bad file never fails the others (a batch that fails is retried file by file, so each
     error is reported against its own file)."""
     out: list = [None] * len(containers)
-    groups: dict[tuple[int, bytes], list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for i, container in enumerate(containers):
         if len(container.entries) == 1 and not container.chained:
-            groups.setdefault((container.codec_id, container.model_hash), []).append(i)
+            key = (container.codec_id, container.model_hash, container.model_version, container.version)
+            groups.setdefault(key, []).append(i)
         else:
             out[i] = _decode_or_error(container, max_pixels)
     for members in groups.values():
@@ -275,10 +340,10 @@ def decode_containers(containers: list[Container], max_pixels: int = DEFAULT_MAX
             for i in members:
                 out[i] = _decode_or_error(containers[i], max_pixels)
             continue
-        for i, entry, image in zip(members, entries, images):
+        for i, entry, image, shape in zip(members, entries, images, shapes):
             try:
-                out[i] = [(entry.name, _verified(entry, image, codec))]
-            except ChecksumError as error:
+                out[i] = [(entry.name, _verified(entry, image, codec, shape.seal))]
+            except (ChecksumError, CorruptError) as error:
                 out[i] = error
     return out
 
@@ -310,6 +375,12 @@ def info(data: bytes) -> dict:
     """What a .nzip file holds, without decoding it."""
     container = unpack(data)
     spec = codec_table.BY_ID.get(container.codec_id)
+    try:
+        model_hash = container_hash(container)
+        model_version = _model_version(spec, model_hash)
+    except UnknownModelError:  # an unknown codec, or a compact file naming a version this nzip lacks
+        model_hash = container.model_hash
+        model_version = f"{spec.model} v{container.model_version} (not installed)" if spec else None
     images = []
     for e in container.entries:
         subpixels = e.width * e.height * _channels(e.mode)
@@ -318,7 +389,7 @@ def info(data: bytes) -> dict:
             "name": e.name, "mode": e.mode, "width": e.width, "height": e.height,
             "payload_bytes": payload,
             "bits_per_subpixel": (8 * payload / subpixels) if payload is not None else None,
-            "checksum": f"{e.checksum:08x}",
+            "checksum": f"{e.checksum:08x}" if e.checksum is not None else "sealed in the payload",
             "metadata": _metadata_summary(e.metadata),
         })
     total_subpixels = sum(e.width * e.height * _channels(e.mode) for e in container.entries)
@@ -326,8 +397,8 @@ def info(data: bytes) -> dict:
         "format_version": container.version,
         "codec": spec.name if spec else f"unknown ({container.codec_id})",
         "codec_id": container.codec_id,
-        "model_hash": container.model_hash.hex(),
-        "model_version": _model_version(spec, container.model_hash),
+        "model_hash": model_hash.hex() if model_hash is not None else None,
+        "model_version": model_version,
         "archive": container.archive,
         "chained": container.chained,
         "file_bytes": len(data),

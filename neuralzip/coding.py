@@ -250,8 +250,15 @@ class BatchAnsEncoder:
     the cumulative at two points can code with it. Push in reverse of the decoding order.
     """
 
-    def __init__(self, n: int, capacity: int = 64):
-        self._state = np.zeros(n, dtype=np.uint64)
+    def __init__(self, n: int, capacity: int = 64, seals: np.ndarray | None = None):
+        """``seals``: per stream a 32-bit value the stream starts from (what constriction's
+        ``AnsCoder([seal])`` holds): the decoder finds it in the state once every symbol is
+        popped (:meth:`BatchAnsDecoder.seals`). It fills what an empty start wastes (the
+        first symbol of a zero state costs about log2 of its left edge, ~24 bits), so a
+        32-bit seal costs ~8 bits more than none. 0 is the plain empty start."""
+        self._state = np.zeros(n, dtype=np.uint64) if seals is None else np.asarray(seals, dtype=np.uint32).astype(np.uint64)
+        if len(self._state) != n:
+            raise ValueError("one seal per stream")
         self._words = np.zeros((capacity, n), dtype=np.uint32)  # emitted words, per stream in order
         self._count = np.zeros(n, dtype=np.int64)
         self._columns = np.arange(n)
@@ -426,6 +433,13 @@ class BatchAnsDecoder:
     def exhausted(self) -> np.ndarray:
         """True for streams whose words are all consumed and whose state holds no data."""
         return (self._next < self._begin) & (self._state == np.uint64(0))
+
+    def seals(self) -> np.ndarray:
+        """Per stream, once all its symbols are popped: the seal it was encoded from (int64,
+        0 .. 2**32 - 1; 0 for an unsealed stream), or -1 where words remain or the state
+        holds more than 32 bits (a corrupt stream, or symbols left)."""
+        done = (self._next < self._begin) & (self._state < np.uint64(1 << 32))
+        return np.where(done, self._state.astype(np.int64), -1)
 
     def remaining_words(self) -> np.ndarray:
         """Unread bulk words per stream (a fully decoded stream of ours leaves none)."""

@@ -34,6 +34,26 @@ Archive (flags bit 7 set, mode bits zero)::
 
 An unnamed 32x32 image in an archive thus costs 5 bytes besides its payload.
 
+Version 3, the compact single image (written for every single image whose weights are a
+shipped model version, or that has none): what versions 1 and 2 hold, minus what a small
+file cannot afford (a 32x32 RGB image pays 7 bytes instead of 19)::
+
+    magic        2  b"Nz" (never the start of b"NZIP": byte 1 differs)
+    codec id     1
+    model        varint  0: no weights (classical codecs); N: version N of the codec's model
+    flags        1  bit 7 clear (reserved); bit 6: metadata block; bits 0-5: image mode id
+    width        varint
+    height       varint
+    checksum     4  absent when the codec seals it in its payload (``sealed``, below)
+    [metadata    varint length, block]  if flags bit 6
+    payload      the rest of the file
+
+The version number stands for the weights' hash because shipped versions are frozen; a file
+made with weights that are not a shipped version gets a version 1 or 2 header. ``sealed``
+(a property of the codec id, :data:`SEALED_CODECS`): the codec stores the checksum at the
+bottom of its ANS stream, where the coder's initial state has room for it almost free
+(``Entry.checksum`` is None after parsing; the codec returns it on decoding).
+
 Parsing never allocates more than the bytes present: every length is checked against the
 remaining input first, and image sides against MAX_SIDE.
 """
@@ -44,14 +64,21 @@ import struct
 from dataclasses import dataclass, field
 
 MAGIC = b"NZIP"
-FORMAT_VERSION = 2  # the newest this nzip writes; it reads every version in READ_VERSIONS
-READ_VERSIONS = (1, 2)
+COMPACT_MAGIC = b"Nz"
+COMPACT_VERSION = 3  # compact single images: COMPACT_MAGIC, no version byte
+FORMAT_VERSION = 2  # the newest version byte this nzip writes after MAGIC
+READ_VERSIONS = (1, 2)  # the version bytes it reads after MAGIC (and every compact file)
+COMPACT_RESERVED = 0x80
 METADATA_FLAG = 0x40
 MAX_METADATA = 1 << 26
 MAX_SIDE = 1 << 20
 MAX_NAME = 1024
 MAX_COUNT = 1 << 24
 ARCHIVE_FLAG = 0x80
+NO_MODEL_HASH = bytes(4)
+# Codec ids whose payloads hold the image's checksum (local, local-photo; see docs/FORMAT.md):
+# their compact files leave the header's checksum out.
+SEALED_CODECS = frozenset({64, 65})
 
 # Stable ids: never renumber, only append.
 MODES = {
@@ -102,23 +129,33 @@ class Entry:
     mode: str
     width: int
     height: int
-    checksum: int
+    checksum: int | None  # None: sealed in the payload (compact files of sealing codecs)
     payload: bytes = b""
     metadata: bytes = b""  # serialized PNG chunks (format version 2)
 
 
 @dataclass
 class Container:
+    """``model_hash`` names the weights in versions 1 and 2; compact files name the model
+    version instead (``model_version``; 0 for codecs without weights) and are parsed with
+    ``model_hash`` None, for the caller to look up (:func:`neuralzip.api.codec_for`)."""
+
     codec_id: int
-    model_hash: bytes
+    model_hash: bytes | None
     entries: list[Entry] = field(default_factory=list)
     archive: bool = False
     chained_payload: bytes | None = None  # archives of chained codecs only
     version: int = 0  # the format version read (0: not read from bytes; pack chooses)
+    model_version: int | None = None  # set: a single image may be packed compact (version 3)
 
     @property
     def chained(self) -> bool:
         return self.chained_payload is not None
+
+
+def has_magic(prefix: bytes) -> bool:
+    """Whether bytes start like a .nzip file (either magic number)."""
+    return prefix[: len(MAGIC)] == MAGIC or prefix[: len(COMPACT_MAGIC)] == COMPACT_MAGIC
 
 
 def varint(value: int) -> bytes:
@@ -182,13 +219,25 @@ def _metadata_field(entry: Entry) -> bytes:
     return varint(len(entry.metadata)) + entry.metadata if entry.metadata else b""
 
 
+def _pack_compact(container: Container, entry: Entry) -> bytes:
+    flags = MODES[entry.mode] | (METADATA_FLAG if entry.metadata else 0)
+    checksum = b"" if container.codec_id in SEALED_CODECS else struct.pack("<I", entry.checksum)
+    return (COMPACT_MAGIC + bytes([container.codec_id]) + varint(container.model_version) + bytes([flags])
+            + varint(entry.width) + varint(entry.height) + checksum + _metadata_field(entry) + entry.payload)
+
+
 def pack(container: Container) -> bytes:
-    """Serialise a container (single image unless ``archive`` or several entries)."""
+    """Serialise a container (single image unless ``archive`` or several entries): a single
+    image compact (version 3) when ``model_version`` is set, else version 1 or 2."""
     version = 2 if any(entry.metadata for entry in container.entries) else 1
     if not container.archive:
         if len(container.entries) != 1 or container.chained:
             raise ValueError("a single-image container holds exactly one entry and its own payload")
         entry = container.entries[0]
+        if container.model_version is not None:
+            return _pack_compact(container, entry)
+        if entry.checksum is None:
+            raise ValueError("only compact files leave the checksum to the payload")
         flags = MODES[entry.mode] | (METADATA_FLAG if entry.metadata else 0)
         return (_prefix(version, container.codec_id, container.model_hash, flags)
                 + _image_fields(entry) + _metadata_field(entry) + varint(len(entry.payload)) + entry.payload)
@@ -238,10 +287,32 @@ def _payload(reader: _Reader, what: str, limit: int = 1 << 40) -> bytes:
     return reader.take(length, what)
 
 
+def _unpack_compact(data: bytes) -> Container:
+    reader = _Reader(data)
+    reader.take(len(COMPACT_MAGIC), "magic")
+    codec_id = reader.byte("codec id")
+    model_version = reader.varint("model version", 1 << 20)
+    flags = reader.byte("flags")
+    if flags & COMPACT_RESERVED:
+        raise UnsupportedVersionError("this compact .nzip file uses a feature this nzip does not know "
+                                      "(made by a newer nzip?)")
+    mode = _mode(flags & 0x3F)
+    width, height = _size(reader)
+    checksum = None if codec_id in SEALED_CODECS else _checksum(reader)
+    entry = Entry("", mode, width, height, checksum)
+    if flags & METADATA_FLAG:
+        entry.metadata = _payload(reader, "metadata", MAX_METADATA)
+    entry.payload = reader.take(reader.remaining(), "payload")
+    model_hash = NO_MODEL_HASH if model_version == 0 else None
+    return Container(codec_id, model_hash, [entry], version=COMPACT_VERSION, model_version=model_version)
+
+
 def unpack(data: bytes) -> Container:
     """Parse a container. Raises a :class:`FormatError` subclass naming the problem."""
     if len(data) == 0:
         raise NotNzipError("empty file, not a .nzip file")
+    if data[: len(COMPACT_MAGIC)] == COMPACT_MAGIC:
+        return _unpack_compact(data)
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         if len(data) < len(MAGIC) and MAGIC.startswith(bytes(data)):
             raise TruncatedError("file is truncated (inside the magic number)")

@@ -29,7 +29,7 @@ import numpy as np
 from . import api
 from . import codecs as codec_table
 from .codecs.base import ImageShape
-from .container import ARCHIVE_FLAG, MAGIC, FormatError, unpack, varint
+from .container import ARCHIVE_FLAG, COMPACT_MAGIC, MAGIC, FormatError, unpack, varint
 from .images import PixelImage, pixel_checksum
 
 FUZZ_MAX_PIXELS = 1 << 18
@@ -82,28 +82,40 @@ def _varint_end(data: bytes, pos: int) -> int:
 
 
 def _extreme(data: bytes, rng: np.random.Generator) -> bytes:
-    """Set one header field to an extreme value."""
+    """Set one header field to an extreme value (either layout: versions 1/2 or compact)."""
     if len(data) < 12:
         return data
+    compact = data[: len(COMPACT_MAGIC)] == COMPACT_MAGIC
     choice = int(rng.integers(0, 7))
-    if choice == 0:  # version
-        return data[:4] + bytes([int(rng.integers(0, 256))]) + data[5:]
-    if choice == 1:  # codec id
-        return data[:5] + bytes([int(rng.integers(0, 256))]) + data[6:]
+    if compact:
+        model_end = _varint_end(data, 3)
+        if choice == 0:  # the model version
+            value = int(rng.choice([0, 1, 99, 2**20, 2**20 + 1, 2**35]))
+            return data[:3] + varint(value) + data[model_end:]
+        if choice == 1:  # codec id
+            return data[:2] + bytes([int(rng.integers(0, 256))]) + data[3:]
+        flags = model_end
+    else:
+        if choice == 0:  # version
+            return data[:4] + bytes([int(rng.integers(0, 256))]) + data[5:]
+        if choice == 1:  # codec id
+            return data[:5] + bytes([int(rng.integers(0, 256))]) + data[6:]
+        flags = 10
     if choice == 2:  # flags / mode
-        return data[:10] + bytes([int(rng.integers(0, 256))]) + data[11:]
-    if data[10] & ARCHIVE_FLAG:  # archive: count
-        end = _varint_end(data, 11)
-        return data[:11] + varint(int(rng.choice([0, 1, 2**24, 2**40, 10**6]))) + data[end:]
+        return data[:flags] + bytes([int(rng.integers(0, 256))]) + data[flags + 1:]
+    sides = flags + 1
+    if not compact and data[flags] & ARCHIVE_FLAG:  # archive: count
+        end = _varint_end(data, sides)
+        return data[:sides] + varint(int(rng.choice([0, 1, 2**24, 2**40, 10**6]))) + data[end:]
     value = int(rng.choice([0, 1, 100000, 2**20, 2**20 + 1, 2**35, 65536, 33]))
-    width_end = _varint_end(data, 11)
+    width_end = _varint_end(data, sides)
     height_end = _varint_end(data, width_end)
     if choice == 3:
-        return data[:11] + varint(value) + data[width_end:]
+        return data[:sides] + varint(value) + data[width_end:]
     if choice == 4:
         return data[:width_end] + varint(value) + data[height_end:]
-    if choice == 5:  # both sides
-        return data[:11] + varint(value) + varint(value) + data[height_end:]
+    if choice == 5 or compact:  # both sides (a compact file has no payload length)
+        return data[:sides] + varint(value) + varint(value) + data[height_end:]
     length_pos = height_end + 4
     length_end = _varint_end(data, length_pos)
     return data[:length_pos] + varint(int(rng.choice([0, 1, 2**31, 2**40, len(data)]))) + data[length_end:]
@@ -135,6 +147,8 @@ def mutate(seeds: list[Seed], seed: Seed, kind: str, rng: np.random.Generator) -
         return _extreme(bytes(data), rng)
     if kind == "random":
         return rng.bytes(int(rng.integers(0, 2048)))
+    if rng.integers(0, 2):
+        return COMPACT_MAGIC + rng.bytes(int(rng.integers(0, 2048)))
     return MAGIC + bytes([1]) + rng.bytes(int(rng.integers(0, 2048)))
 
 
@@ -204,6 +218,14 @@ def run_cases(seeds: list[Seed], cases: int, rng: np.random.Generator, report: F
             _run_neural(name, items, report, time_limit * len(items), genuine)
 
 
+def _checksum_holds(entry, shape: ImageShape, image) -> bool:
+    """What api's verification decides (a ChecksumError or CorruptError otherwise)."""
+    try:
+        return pixel_checksum(image) == api._recorded_checksum(entry, shape.seal)
+    except FormatError:
+        return False
+
+
 def _run_neural(name: str, items: list, report: FuzzReport, time_limit: float, genuine: set) -> None:
     """Decode many single-image neural files in one batch; each case is judged alone."""
     codec = codec_table.get_codec(name)
@@ -221,7 +243,8 @@ def _run_neural(name: str, items: list, report: FuzzReport, time_limit: float, g
     entries = [item[3].entries[0] for item in singles]
     previous = _alarm(time_limit)
     try:
-        results = codec.decode_each([e.payload for e in entries], [ImageShape(e.mode, e.width, e.height) for e in entries])
+        shapes = [ImageShape(e.mode, e.width, e.height) for e in entries]
+        results = codec.decode_each([e.payload for e in entries], shapes)
     except Hang:
         for label, kind, data, _, _ in singles:
             report.add(label, kind, "hang", data)
@@ -232,10 +255,10 @@ def _run_neural(name: str, items: list, report: FuzzReport, time_limit: float, g
         return
     finally:
         _disarm(previous)
-    for (label, kind, data, container, seed), entry, result in zip(singles, entries, results):
+    for (label, kind, data, container, seed), entry, shape, result in zip(singles, entries, shapes, results):
         if isinstance(result, Exception):
             report.add(label, kind, "error", data)  # api.decode_container turns it into CorruptError
-        elif pixel_checksum(result) != entry.checksum:
+        elif not _checksum_holds(entry, shape, result):
             report.add(label, kind, "error", data)  # ChecksumError
         else:
             report.add(label, kind, _classify([("", result)], seed.images, genuine), data)

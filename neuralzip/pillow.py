@@ -18,7 +18,11 @@ _PILLOW_MODES = {"RGB", "RGBA", "L", "LA", "P", "PA", "1", "I;16", "I", "F", "CM
 
 
 def _accept(prefix: bytes) -> bool:
-    return prefix[:4] == b"NZIP"
+    """The magic of versions 1/2 (``NZIP``) or of a compact file (``Nz``); a file that merely
+    starts with ``Nz`` fails to open here, and Pillow goes on to its other formats."""
+    from .container import has_magic
+
+    return has_magic(prefix)
 
 
 class NzipImageFile(ImageFile.ImageFile):

@@ -79,7 +79,8 @@ def test_info_and_models(workdir):
     run("compress", "-m", "jxl", "small.png")
     result = run("info", "small.png.nzip")
     assert result.exit_code == 0
-    assert "format version 1" in result.output  # no metadata: the version 1 layout and "jxl" in result.output and "13x10 RGB" in result.output
+    assert "format version 3" in result.output  # a single image: the compact layout
+    assert "jxl" in result.output and "13x10 RGB" in result.output
     result = run("models")
     assert result.exit_code == 0 and all(name in result.output for name in ("png", "webp", "jxl", "j2k", "pixelcnn"))
 
@@ -99,12 +100,14 @@ def test_bad_inputs_fail_cleanly_and_others_still_run(workdir):
 def test_damaged_files_give_distinct_errors(workdir):
     run("compress", "-m", "png", "small.png")
     data = (workdir / "small.png.nzip").read_bytes()
+    assert data[:2] == b"Nz"  # a compact file: codec id at byte 2, flags at byte 4
     damaged = {
-        "truncated.nzip": (data[:-10], "truncated"),
+        "truncated.nzip": (data[:-40], "truncated"),  # into the image data (a cut IEND alone still decodes exactly)
         "flipped.nzip": (data[:-60] + bytes([data[-60] ^ 0x10]) + data[-59:], "checksum|corrupt|does not decode|damaged"),
-        "version.nzip": (data[:4] + bytes([FORMAT_VERSION + 7]) + data[5:], "version"),
+        "version.nzip": (b"NZIP" + bytes([FORMAT_VERSION + 7]) + data[2:], "version"),
+        "reserved.nzip": (data[:4] + bytes([data[4] | 0x80]) + data[5:], "newer nzip"),
         "notnzip.nzip": (b"GIF89a" + data, "not a .nzip"),
-        "unknown.nzip": (data[:5] + bytes([250]) + data[6:], "unknown codec"),
+        "unknown.nzip": (data[:2] + bytes([250]) + data[3:], "unknown codec"),
         "empty.nzip": (b"", "empty"),
     }
     for name, (content, message) in damaged.items():

@@ -1,5 +1,6 @@
 """The entropy-coding layer: exact round trips, the information bound, the batch decoder."""
 
+import pytest
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -129,3 +130,35 @@ def test_ans_stack_bits_back_identity():
     popped = stack.pop(f)
     stack.push(popped, f)
     assert np.array_equal(stack.words(), before)
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_sealed_streams_match_constriction_and_give_the_seal_back(accelerated, monkeypatch):
+    """A stream started from a 32-bit seal is constriction's AnsCoder([seal]) receiving the
+    same pushes; popping everything leaves the seal (0: the plain empty start)."""
+    from neuralzip.coding import BatchAnsDecoder, BatchAnsEncoder, BatchAnsStack
+    from neuralzip.exact import kernels
+
+    if not accelerated:
+        monkeypatch.setattr(kernels, "ans_kernel", lambda: None)
+    rng = np.random.default_rng(3)
+    seals = np.array([0, 1, 12345, 2**32 - 1, 2**31 + 7], dtype=np.uint32)
+    lengths = np.array([0, 1, 3, 40, 200])
+    n, longest = len(seals), int(lengths.max())
+    frequency = rng.integers(1, 2**22, (n, longest)).astype(np.int32)
+    left = (rng.integers(0, 2**24, (n, longest)) % (2**24 - frequency)).astype(np.int32)
+    encoder = BatchAnsEncoder(n, seals=seals)
+    encoder.push_sequences(left, frequency, lengths)
+    streams = encoder.streams()
+    stack = BatchAnsStack([np.array([seal], np.uint32) if seal else np.zeros(0, np.uint32) for seal in seals])
+    stack.push_sequences(np.arange(n), left, frequency, lengths)  # constriction's AnsCoder([seal]), tested above
+    assert all(np.array_equal(a, b) for a, b in zip(streams, stack.streams()))
+    decoder = BatchAnsDecoder(streams)
+    for k in range(longest):
+        active = k < lengths
+        quantile = decoder.quantiles()
+        inside = (quantile >= left[:, k]) & (quantile < left[:, k] + frequency[:, k])
+        assert inside[active].all()
+        decoder.advance(left[:, k], frequency[:, k], active)
+    assert decoder.seals().tolist() == seals.astype(np.int64).tolist()
+    assert decoder.exhausted().tolist() == (seals == 0).tolist()

@@ -19,6 +19,37 @@ def test_single_round_trip_and_header_size():
     assert (entry.mode, entry.width, entry.height, entry.checksum, entry.payload) == ("RGB", 32, 32, 0x12345678, payload)
 
 
+@pytest.mark.parametrize("codec_id, model_version, header", [(64, 6, 7), (3, 0, 11), (48, 200, 12)])
+def test_compact_single_image(codec_id, model_version, header):
+    """Version 3: 7 bytes for a 32x32 image of a sealing codec (local), 11 with a header
+    checksum; the model named by version (0: no weights), the payload the rest of the file."""
+    payload = bytes(range(256)) * 5
+    entry = c.Entry("", "RGB", 32, 32, 0x12345678, payload)
+    data = c.pack(c.Container(codec_id, b"\xaa\xbb\xcc\xdd", [entry], model_version=model_version))
+    assert data[:2] == b"Nz" and c.has_magic(data) and len(data) - len(payload) == header
+    parsed = c.unpack(data)
+    assert (parsed.version, parsed.codec_id, parsed.model_version) == (3, codec_id, model_version)
+    assert parsed.model_hash == (bytes(4) if model_version == 0 else None)  # a version names the weights
+    back = parsed.entries[0]
+    assert back.checksum == (None if codec_id in c.SEALED_CODECS else 0x12345678)
+    assert (back.mode, back.width, back.height, back.payload) == ("RGB", 32, 32, payload)
+    with_metadata = c.Entry("", "L", 3, 2, 7, b"xyz", b"chunk")
+    parsed = c.unpack(c.pack(c.Container(3, bytes(4), [with_metadata], model_version=0)))
+    assert (parsed.entries[0].metadata, parsed.entries[0].payload) == (b"chunk", b"xyz")
+
+
+def test_compact_damage_is_reported():
+    data = c.pack(c.Container(3, bytes(4), [c.Entry("", "RGB", 300, 2, 5, b"p" * 9)], model_version=0))
+    for cut in range(1, 11):  # inside the header: truncated (the payload's own end is the codec's to check)
+        with pytest.raises(c.TruncatedError):
+            c.unpack(data[:cut])
+    with pytest.raises(c.UnsupportedVersionError):  # a reserved flag: a newer format
+        c.unpack(data[:4] + bytes([data[4] | 0x80]) + data[5:])
+    with pytest.raises(c.CorruptError):
+        c.unpack(data[:4] + bytes([60]) + data[5:])  # no such mode
+    assert not c.has_magic(b"NZ") and not c.has_magic(b"PNG")
+
+
 @pytest.mark.parametrize("chained", [False, True])
 def test_archive_round_trip(chained):
     entries = [c.Entry(f"img{i}.png", mode, 3 + i, 5, i * 77, b"" if chained else bytes([i]) * i)

@@ -135,7 +135,7 @@ def test_round_trip_odd_sizes_and_modes(tiny_local):
     decoded = tiny_local.decode(encoded.payloads, [_shape(im) for im in images])
     for original, image, payload, bits in zip(images, decoded, encoded.payloads, encoded.nll_bits):
         assert image.mode == original.mode and np.array_equal(image.pixels, original.pixels)
-        assert len(payload) * 8 <= bits + 40  # one stream: its ending costs a few bits at most
+        assert len(payload) * 8 <= bits + 32 + 16  # one stream: the sealed checksum, a few bits of ending
     one_at_a_time = [tiny_local.encode([im]).payloads[0] for im in images]
     assert one_at_a_time == encoded.payloads  # a payload does not depend on the batch
 
@@ -171,18 +171,36 @@ def test_corrupt_payloads_fail_their_own_image(tiny_local):
         assert isinstance(result, PayloadError) or not np.array_equal(result.pixels, original.pixels)
 
 
+def test_payloads_carry_the_checksum_sealed_in_their_first_stream(tiny_local):
+    """The decoder reports the checksum the encoder sealed; a wrong seal is caught."""
+    from neuralzip.coding import BatchAnsDecoder, bytes_to_stream
+
+    images = [PixelImage("RGB", smooth_image(h, w, seed=h)) for h, w in ((1, 1), (5, 7), (70, 150))]
+    shapes = [_shape(im) for im in images]
+    decoded = tiny_local.decode(tiny_local.encode(images).payloads, shapes)
+    for image, shape, back in zip(images, shapes, decoded):
+        assert shape.seal == tiny_local.checksum(image) and np.array_equal(back.pixels, image.pixels)
+    payload = tiny_local.encode(images[1:2]).payloads[0]  # one stream
+    assert BatchAnsDecoder([bytes_to_stream(payload)]).seals()[0] == -1  # symbols left: no seal yet
+
+
 def test_api_round_trip_and_checksum(tiny_local):
     from neuralzip import api, codecs
-    from neuralzip.container import FormatError
+    from neuralzip.container import ChecksumError, FormatError
 
     codecs.register(tiny_local)
     image = PixelImage("RGB", smooth_image(11, 13, seed=5))
     data = api.compress(image, model="local")
-    assert np.array_equal(api.decompress(data).pixels, image.pixels)
+    assert data[:4] == b"NZIP"  # weights that are no shipped version: named by hash (version 1)
+    assert np.array_equal(api.decompress(data).pixels, image.pixels)  # its payload's seal agrees
     damaged = bytearray(data)
     damaged[-4] ^= 0x01
     with pytest.raises(FormatError):
         api.decompress(bytes(damaged))
+    other_checksum = bytearray(data)
+    other_checksum[13] ^= 0x01  # the header's checksum (after magic, version, id, hash, flags, sides)
+    with pytest.raises(ChecksumError, match="payload's checksum differs"):
+        api.decompress(bytes(other_checksum))
 
 
 def test_versions_keep_old_files_decodable_and_decoding_needs_no_torch(tmp_path):
@@ -217,3 +235,14 @@ def test_versions_keep_old_files_decodable_and_decoding_needs_no_torch(tmp_path)
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "x.png.nzip")], env=env,
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["local", "v1", "False"]
+    assert (tmp_path / "x.png.nzip").read_bytes()[:4] == b"Nz\x40\x01"  # compact: local, version 1
+
+
+def test_a_compact_file_naming_an_uninstalled_version_is_refused_by_name():
+    from neuralzip import api
+    from neuralzip.container import UnknownModelError
+
+    data = b"Nz" + bytes([64, 99, 3, 4, 4]) + b"payload"  # local v99, a 4x4 RGB image
+    with pytest.raises(UnknownModelError, match="v99"):
+        api.decompress(data)
+    assert api.info(data)["model_version"] == "local v99 (not installed)"

@@ -34,11 +34,13 @@ class PayloadError(Exception):
 
 @dataclass
 class ImageShape:
-    """What the decoder knows about an image before decoding it (from the container)."""
+    """What the decoder knows about an image before decoding it (from the container), and
+    ``seal``, which a sealing codec's decoder fills in: the checksum its payload carried."""
 
     mode: str
     width: int
     height: int
+    seal: int | None = None
 
 
 @dataclass
@@ -56,6 +58,10 @@ class Codec(ABC):
     kind: str = "classical"  # or "neural"
     chained: bool = False  # True: an archive is one payload (bits-back chains)
     keeps_file: bool = False  # True: codes the input file itself (its metadata included)
+    # True: every payload carries the image's checksum (:meth:`checksum`) at the bottom of its
+    # ANS stream, where the coder's empty initial state would otherwise waste ~24 bits; the
+    # decoder reports it in ``ImageShape.seal`` (compact files need no header checksum then).
+    seals_checksum: bool = False
     description: str = ""
 
     @property

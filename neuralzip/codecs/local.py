@@ -75,6 +75,7 @@ def search_arity_bits(rows: int) -> int:
 
 class LocalCodec(PerImageCodec):
     name, codec_id, kind = "local", 64, "neural"
+    seals_checksum = True
     description = "local autoregressive model (NeLLoC-style), exact integer inference, wavefront decoding"
 
     def __init__(self, config: LocalConfig, network: ExactLocalNetwork, model_hash: bytes, card: dict | None = None,
@@ -130,7 +131,7 @@ class LocalCodec(PerImageCodec):
             groups.setdefault((image.height, image.width, COLOUR_CHANNELS[image.mode]), []).append(index)
         for (h, w, c), members in groups.items():
             colour = np.stack([images[i].pixels[:, :, :c] for i in members])
-            streams, bits = self._encode_same_size(colour)
+            streams, bits = self._encode_same_size(colour, [self.checksum(images[i]) for i in members])
             for k, i in enumerate(members):
                 image = images[i]
                 alpha = encode_alpha(image.pixels[:, :, -1]) if image.mode in ALPHA_MODES else b""
@@ -154,12 +155,13 @@ class LocalCodec(PerImageCodec):
         for (h, w, c), members in groups.items():
             for start in range(0, len(members), DECODE_BATCH):
                 chunk = members[start : start + DECODE_BATCH]
-                colour, complete = self._decode_same_size([parsed[i][1] for i in chunk], h, w, c)
+                colour, seals = self._decode_same_size([parsed[i][1] for i in chunk], h, w, c)
                 for k, i in enumerate(chunk):
-                    if not complete[k]:
+                    if seals[k] < 0:
                         results[i] = PayloadError(f"{self.name} payload is corrupt (a stream was not consumed exactly)")
                         continue
                     shape, alpha = shapes[i], parsed[i][0]
+                    shape.seal = int(seals[k])
                     pixels = colour[k] if alpha is None else np.concatenate([colour[k], alpha[:, :, None]], axis=2)
                     results[i] = PixelImage(shape.mode, np.ascontiguousarray(pixels))
         return results
@@ -274,14 +276,17 @@ class LocalCodec(PerImageCodec):
         return bits.reshape(image.height, image.width)
 
     # ---- streams ---------------------------------------------------------------------------
-    def _encode_same_size(self, colour: np.ndarray) -> tuple[list[list[np.ndarray]], np.ndarray]:
-        """Each image's streams and ideal code length (bits) for same-size images."""
+    def _encode_same_size(self, colour: np.ndarray, seals: list[int]) -> tuple[list[list[np.ndarray]], np.ndarray]:
+        """Each image's streams and ideal code length (bits) for same-size images; image
+        k's first stream starts from ``seals[k]`` (its checksum), the others empty."""
         b = len(colour)
         left, frequency, lengths, bits = self.stream_sequences(colour)
-        encoder = BatchAnsEncoder(len(lengths))
+        s = len(lengths) // b
+        initial = np.zeros((b, s), dtype=np.uint32)
+        initial[:, 0] = seals
+        encoder = BatchAnsEncoder(len(lengths), seals=initial.reshape(-1))
         encoder.push_sequences(left, frequency, lengths)
         words = encoder.streams()
-        s = len(lengths) // b
         return [words[i * s : (i + 1) * s] for i in range(b)], bits
 
     def stream_sequences(self, colour: np.ndarray, condition: np.ndarray | None = None):
@@ -298,8 +303,9 @@ class LocalCodec(PerImageCodec):
 
     def _decode_same_size(self, streams: list[list[np.ndarray]], h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
         """Decode same-size images from their streams, split over the codec threads. Returns
-        the colour planes uint8 [B, H, W, c] and, per image, whether every stream was
-        consumed exactly."""
+        the colour planes uint8 [B, H, W, c] and, per image, the seal its first stream ended
+        in (every other stream consumed exactly, to the empty state), or -1 if anything was
+        left."""
         parts = np.array_split(np.arange(len(streams)), min(len(streams), codec_threads()))
         results = in_threads(lambda part: self._decode_images([streams[i] for i in part], h, w, c), parts)
         return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
@@ -313,8 +319,9 @@ class LocalCodec(PerImageCodec):
         except CodingError as error:
             raise PayloadError(f"{self.name} payload is corrupt ({error})") from None
         out = self.pop_images(decoder, np.arange(b, dtype=np.int64) * s, h, w, c)
-        consumed = (decoder.remaining_words() == 0) & decoder.exhausted()
-        return out, consumed.reshape(b, s).all(axis=1)
+        seals = decoder.seals().reshape(b, s)
+        complete = (seals[:, 0] >= 0) & (seals[:, 1:] == 0).all(axis=1)
+        return out, np.where(complete, seals[:, 0], -1)
 
     def pop_images(self, decoder, first_stream: np.ndarray, h: int, w: int, c: int,
                    condition: np.ndarray | None = None) -> np.ndarray:

@@ -133,6 +133,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", help="codecs to write vectors for (default: every installed one)")
     parser.add_argument("--cifar", help="CIFAR-10 folder (else synthetic 32x32 images)")
     parser.add_argument("--tag", default="", help="suffix for vector names (a new model version)")
+    parser.add_argument("--singles", action="store_true", help="single-image files only (a new single-file format)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     manifest_path = args.out / "manifest.json"
@@ -145,6 +146,8 @@ def main(argv=None) -> int:
             todo += neural_cases(spec.name, cifar, odd, grey, rgba)
     if args.only:
         todo = [case for case in todo if case[1] in args.only]
+    if args.singles:
+        todo = [case for case in todo if not case[3]]
     repo = Path(neuralzip.__file__).resolve().parent.parent
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     for name, codec, items, archive in todo:
