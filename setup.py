@@ -4,9 +4,10 @@
   installed as ``neuralzip/models/``, so a wheel or a non-editable install carries every
   shipped model version; ``benchmarks/results/cifar10.json`` (the committed CIFAR-10 run)
   is installed as ``neuralzip/results/`` so that ``nzip models`` shows measured rates.
-* The optional C accelerator of the local codec: ``optional=True``, so without a C compiler
-  the build goes on and nzip uses the numpy code, which defines the same arithmetic
-  (slower decoding, identical files).
+* The optional C accelerators of the local codec (``_mixture``: mixture tables and ANS;
+  ``_amx``: the exact network's matrix products on AMX tiles, on CPUs that have them):
+  ``optional=True``, so without a C compiler the build goes on and nzip uses the numpy
+  code, which defines the same arithmetic (slower coding, identical files).
 """
 
 from setuptools import Extension, find_packages, setup
@@ -17,7 +18,7 @@ setup(
     package_data={"neuralzip": ["py.typed"], "neuralzip.models": ["*.safetensors", "*.json"],
                   "neuralzip.results": ["cifar10.json"]},
     ext_modules=[Extension(
-        "neuralzip.exact._mixture", ["neuralzip/exact/_mixture.c"], optional=True,
+        f"neuralzip.exact.{name}", [f"neuralzip/exact/{name}.c"], optional=True,
         extra_compile_args=["-O2", "-fwrapv", "-ffp-contract=off", "-fno-fast-math"],
-    )],
+    ) for name in ("_mixture", "_amx")],
 )

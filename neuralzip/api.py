@@ -234,7 +234,8 @@ def container_hash(container: Container) -> bytes:
 
 
 def codec_for(container: Container) -> Codec:
-    """The codec that made ``container``, with its weights verified against the file."""
+    """The codec that made ``container``, with its weights verified against the file (a
+    compact file's ``model_hash`` is filled in from the model version it names)."""
     spec = codec_table.BY_ID.get(container.codec_id)
     if spec is None:
         raise UnknownModelError(f"unknown codec id {container.codec_id} (made by a newer nzip?)")

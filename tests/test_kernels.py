@@ -144,3 +144,57 @@ def test_compact_tables_hold_the_same_integers():
     assert np.array_equal(kernels.as_int32(weight), weight) and np.array_equal(kernels.as_int32(tanh), tanh)
     with pytest.raises(ValueError):
         kernels.sigmoid_upper_half(sigmoid + 1)
+
+
+amx = pytest.mark.skipif(__import__("neuralzip.exact.kernels", fromlist=["amx_layer"]).amx_layer() is None,
+                         reason="no AMX on this CPU (or the accelerator is not built)")
+
+
+@amx
+@pytest.mark.parametrize("rows, fan_in, width, largest, relu, with_table", [
+    (4096, 256, 256, 257, True, False), (4093, 256, 100, 257, False, False), (1, 256, 100, 257, False, False),
+    (33, 72, 256, 685, True, True), (17, 40, 7, 256, True, False), (1000, 256, 256, 100, True, False),
+])
+def test_amx_layer_gives_the_float32_paths_integers(rows, fan_in, width, largest, relu, with_table):
+    """Random and extreme inputs (255s, weights at the exact-sum limit, the input layer's
+    +-685 weights that need the lo + 256 hi split, tables), odd sizes."""
+    from neuralzip.exact.kernels import amx_layer, pack_bf16_weights, requantizer
+
+    rng = np.random.default_rng(rows)
+    if with_table:  # pixel features 2v - 255
+        x = (2 * rng.integers(0, 256, (rows, fan_in)) - 255).astype(np.float32)
+    else:
+        x = rng.integers(0, 256, (rows, fan_in)).astype(np.float32)
+    x[0] = 255.0 if not with_table else -255.0
+    weight = rng.integers(-largest, largest + 1, (fan_in, width))
+    weight[:, 0] = largest  # an extreme column: the largest sum the float32 path allows
+    multiplier = (rng.random(width) * 1e-4).astype(np.float32)
+    offset = (rng.random(width) * 10 - 5).astype(np.float32)
+    low, high = (0.0, 255.0) if relu else (-2.0 ** 20, 2.0 ** 20)
+    table = rng.integers(-50000, 50000, (64, width)).astype(np.float32) if with_table else None
+    patterns = rng.integers(0, 64, rows) if with_table else None
+    expected = x @ weight.astype(np.float32)
+    requantizer()(expected, multiplier, offset, low, high, table, patterns)
+    got = amx_layer()(x, pack_bf16_weights(weight), multiplier, offset, low, high, table, patterns)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+@amx
+@pytest.mark.parametrize("blocks", [0, 1])
+def test_the_local_codec_writes_the_same_bytes_with_and_without_amx(blocks, monkeypatch):
+    from neuralzip.codecs.base import ImageShape
+    from neuralzip.codecs.local import LocalCodec
+    from neuralzip.exact import kernels
+    from neuralzip.images import PixelImage
+
+    from .conftest import smooth_image, tiny_local_model
+
+    calibration = np.stack([smooth_image(12, 12, seed=s) for s in range(4)])
+    tiny_local = LocalCodec.from_float(tiny_local_model(blocks=blocks), calibration)
+    images = [PixelImage("RGB", smooth_image(h, w, seed=h)) for h, w in ((1, 1), (9, 14), (40, 33))]
+    assert tiny_local.network.layers["hidden"].tiles is not None
+    with_amx = tiny_local.encode(images).payloads
+    monkeypatch.setattr(kernels, "amx_layer", lambda: None)
+    assert tiny_local.encode(images).payloads == with_amx
+    decoded = tiny_local.decode(with_amx, [ImageShape(im.mode, im.width, im.height) for im in images])
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, decoded))

@@ -14,6 +14,7 @@ import ctypes
 import functools
 import importlib.util
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -207,3 +208,106 @@ def requantizer():
                  table.ctypes.data, rows.ctypes.data)
 
     return requantize
+
+
+# ---- AMX matrix products (_amx.c) ------------------------------------------------------------
+
+AMX_ABI_VERSION = 1  # nz_amx_abi_version() of the _amx.c this module calls
+AMX_MAX_INPUTS = 1024  # inputs per row _amx.c stages (MAX_K)
+BF16_EXACT = 256  # the largest integer magnitude bfloat16 holds with all smaller ones
+
+
+@dataclass(frozen=True)
+class AmxWeights:
+    """One layer's integer weights in the tiles' layout (see :func:`pack_bf16_weights`)."""
+
+    low: np.ndarray  # uint16 bfloat16 bits [blocks, steps, 16, 16, 2]
+    high: np.ndarray | None  # the same for the multiples of 256, when some |w| > 256
+    fan_in: int
+    width: int
+
+    @property
+    def padded_inputs(self) -> int:
+        return self.low.shape[1] * 32
+
+
+def _bf16_bits(values: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns of small integers (exact: the float32's low 16 bits are zero)."""
+    return (np.ascontiguousarray(values, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def pack_bf16_weights(weight: np.ndarray) -> AmxWeights:
+    """Integer weights [in, out] for ``nz_amx_layer``: per block of 16 outputs and step of
+    32 inputs one tile of [16 input pairs, 16 outputs, 2], inputs and outputs zero padded;
+    weights beyond +-256 split exactly as ``lo + 256 hi`` with |lo| <= 128."""
+    weight = np.asarray(weight, dtype=np.int64)
+    fan_in, width = weight.shape
+    high = np.rint(weight / 256.0).astype(np.int64) if np.abs(weight).max(initial=0) > BF16_EXACT else None
+    low = weight - 256 * high if high is not None else weight
+    k_pad, blocks = -(-fan_in // 32) * 32, -(-width // 16)
+
+    def tiles(part: np.ndarray) -> np.ndarray:
+        full = np.zeros((k_pad, blocks * 16), dtype=np.float32)
+        full[:fan_in, :width] = part
+        # [steps, pairs 16, 2, blocks, 16] -> [blocks, steps, pairs, outputs 16, 2]
+        shaped = full.reshape(k_pad // 32, 16, 2, blocks, 16).transpose(3, 0, 1, 4, 2)
+        return np.ascontiguousarray(_bf16_bits(shaped))
+
+    return AmxWeights(tiles(low), None if high is None else tiles(high), fan_in, width)
+
+
+@functools.lru_cache(maxsize=None)
+def _amx_library() -> ctypes.CDLL | None:
+    spec = importlib.util.find_spec("neuralzip.exact._amx")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        library = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+    version = getattr(library, "nz_amx_abi_version", None)
+    if version is None or version() != AMX_ABI_VERSION or not library.nz_amx_init():
+        return None  # another build, a CPU without AMX, or a kernel that refuses the tiles
+    library.nz_amx_layer.restype = None
+    library.nz_amx_layer.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float, ctypes.c_float, ctypes.c_int64,
+                                     ctypes.c_void_p]
+    return library
+
+
+def amx_layer():
+    """``layer(x, weights, multiplier, offset, low, high, table=None, rows=None)``: an
+    :class:`~neuralzip.exact.local.ExactLayer` on float32 rows ``x`` [n, in] (integers of at
+    most 8 significant bits: the exact network's activations and features) with
+    :class:`AmxWeights`, returning float32 [n, width], the same values as the float32 path;
+    or None (not built, a CPU or kernel without AMX, or NZIP_NO_KERNEL=1)."""
+    if os.environ.get("NZIP_NO_KERNEL") == "1":
+        return None
+    library = _amx_library()
+    if library is None:
+        return None
+    function = library.nz_amx_layer
+
+    def layer(x: np.ndarray, weights: AmxWeights, multiplier: np.ndarray, offset: np.ndarray, low: float,
+              high: float, table: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        n, fan_in = x.shape
+        if fan_in != weights.fan_in or weights.padded_inputs > AMX_MAX_INPUTS:
+            raise ValueError("amx layer: the input does not match the weights")
+        multiplier = np.ascontiguousarray(multiplier, dtype=np.float32)
+        offset = np.ascontiguousarray(offset, dtype=np.float32)
+        table_pointer = rows_pointer = None
+        if table is not None:
+            table = np.ascontiguousarray(table, dtype=np.float32)
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            if table.shape[1] != weights.width or rows.shape != (n,) or (n and (rows.min() < 0 or rows.max() >= len(table))):
+                raise ValueError("amx layer: table rows out of range")
+            table_pointer, rows_pointer = table.ctypes.data, rows.ctypes.data
+        out = np.empty((n, weights.width), dtype=np.float32)
+        function(n, fan_in, x.ctypes.data, weights.padded_inputs, weights.low.shape[0], weights.low.ctypes.data,
+                 None if weights.high is None else weights.high.ctypes.data, table_pointer, rows_pointer,
+                 multiplier.ctypes.data, offset.ctypes.data, low, high, weights.width, out.ctypes.data)
+        return out
+
+    return layer
