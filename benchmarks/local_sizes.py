@@ -72,6 +72,7 @@ def main(argv=None) -> int:
     shipped = installed_versions("local")[-1]
     state = load_training_weights(shipped.weights_file)
     base = json.loads(shipped.card_file.read_text())["config"]
+    width = base["width"]
     for blocks in (int(b) for b in args.blocks.split(",")):
         torch.manual_seed(0)
         model = LocalModel(LocalConfig.from_dict({**base, "blocks": blocks}), seed=0)
