@@ -4,7 +4,7 @@ Guarantees: the chosen file is the smallest among the codecs tried (at least one
 suitable codec runs even when the budget allows none). The classical codecs are tried first,
 each unless its estimated time exceeds what is left of the per-image budget, so slow neural
 codecs can never crowd them out: within the budget the result is never larger than the best
-classical codec's output (the .nzip header is the same for all) on images up to
+classical codec's output (files compare by :func:`coded_bytes`) on images up to
 ``SAMPLE_SIDE`` x ``SAMPLE_SIDE``, and never larger than the first codec's (JPEG-XL) on
 larger ones. A neural codec is tried only when both its estimated encoding time fits what is
 left of the budget and its estimated decoding time fits the whole budget, so that a file
@@ -52,6 +52,14 @@ NEURAL_SAMPLE_TILES = 8  # 32x32 tiles that estimate a tiled neural codec's dens
 SAMPLE_MARGIN = 1.03  # code in full when the estimate is within 3% of the best so far
 
 
+def coded_bytes(name: str, payload: bytes) -> int:
+    """What codec ``name``'s single file costs beyond what every single file of the image
+    pays: its payload, less the 4 checksum bytes a sealing codec keeps there (the others'
+    compact headers hold them), so that comparing these compares whole files. (In archives
+    every entry holds a checksum: there payload sizes compare the files.)"""
+    return len(payload) - (4 if codec_table.get_codec(name).seals_checksum else 0)
+
+
 @dataclass
 class Choice:
     """What auto did for one image: the winner and every candidate's size or reason."""
@@ -59,7 +67,7 @@ class Choice:
     codec: str
     payload: bytes
     nll_bits: float | None
-    sizes: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # payload bytes of each codec tried
     skipped: dict[str, str] = field(default_factory=dict)
 
     def explain(self, subpixels: int) -> str:
@@ -69,7 +77,8 @@ class Choice:
         for name, why in self.skipped.items():
             reasons.setdefault(why, []).append(name)
         skipped = [f"{', '.join(names)} skipped ({why})" for why, names in reasons.items()]
-        return f"auto chose {self.codec}: payload bits/sub-pixel (the .nzip header aside, the same for all) " + ", ".join(parts) + ("; " + ", ".join(skipped) if skipped else "")
+        return (f"auto chose {self.codec}: payload bits/sub-pixel (the .nzip header aside; the local "
+                "codecs' payloads hold the 4-byte checksum the others' headers do) ") + ", ".join(parts) + ("; " + ", ".join(skipped) if skipped else "")
 
 
 def candidates() -> list[str]:
@@ -167,8 +176,8 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
                 continue
             if tried[i] and _large(image):
                 started = time.perf_counter()
-                best_name = min(tried[i], key=lambda n: len(tried[i][n][0]))
-                best_bits = 8.0 * len(tried[i][best_name][0])
+                best_name = min(tried[i], key=lambda n: coded_bytes(n, tried[i][n][0]))
+                best_bits = 8.0 * coded_bytes(best_name, tried[i][best_name][0])
                 if i not in estimators:
                     estimators[i] = _Estimator(image, next(iter(tried[i])))
                 reference_bits = 8.0 * len(tried[i][estimators[i].reference][0])
@@ -206,7 +215,7 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
                 raise codec_table.UnsupportedImageError(f"no installed codec can code this {image.mode} image")
             encoded = codec_table.get_codec(fallback).encode([image])
             tried[i][fallback] = (encoded.payloads[0], encoded.nll_bits[0] if encoded.nll_bits else None)
-        best = min(tried[i], key=lambda name: len(tried[i][name][0]))
+        best = min(tried[i], key=lambda name: coded_bytes(name, tried[i][name][0]))
         choices[i] = Choice(best, tried[i][best][0], tried[i][best][1],
                             {name: len(p) for name, (p, _) in tried[i].items()}, skipped[i])
     return choices

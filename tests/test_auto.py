@@ -83,3 +83,18 @@ def test_large_images_estimate_before_coding(tiny_codecs, monkeypatch):
     assert estimated  # the tiny random models cannot beat JPEG-XL, and were not coded in full
     assert not set(estimated) & set(choice.sizes)
     assert len(api.compress_batch([image], "auto")[0].data) <= len(api.compress(image, model="jxl"))
+
+
+def test_coded_bytes_compare_whole_single_files():
+    """A sealing codec's payload holds the checksum a compact header holds for the others:
+    after coded_bytes, what remains of every codec's file is the same, so the smallest
+    coded_bytes is the smallest file."""
+    from neuralzip.auto import coded_bytes
+
+    image = _image("RGB", 32, 32, 9)
+    rest = set()
+    for name in ("local", "png", "jxl"):
+        codecs.forget(name)  # the shipped codec, not a tiny one another test registered
+        payload = codecs.get_codec(name).encode([image]).payloads[0]
+        rest.add(len(api.compress(image, model=name)) - coded_bytes(name, payload))
+    assert len(rest) == 1
