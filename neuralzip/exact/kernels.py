@@ -136,18 +136,28 @@ class AnsKernel:
         return None if status else (state, words, emitted)
 
 
-@functools.lru_cache(maxsize=None)
-def _library() -> ctypes.CDLL | None:
-    spec = importlib.util.find_spec("neuralzip.exact._mixture")
+def load_accelerator(module: str, abi_function: str, abi_version: int) -> ctypes.CDLL | None:
+    """The built C library ``neuralzip.exact.<module>`` if it is there, loads, and reports
+    ``abi_version`` from ``abi_function``; else None (not built, or built from another
+    source: the numpy code runs, the same integers)."""
+    spec = importlib.util.find_spec(f"neuralzip.exact.{module}")
     if spec is None or not spec.origin:
         return None
     try:
         library = ctypes.CDLL(spec.origin)
     except OSError:
         return None
-    version = getattr(library, "nz_abi_version", None)
-    if version is None or version() != ABI_VERSION:
-        return None  # built from another _mixture.c: the numpy code runs (same integers)
+    version = getattr(library, abi_function, None)
+    if version is None or version() != abi_version:
+        return None
+    return library
+
+
+@functools.lru_cache(maxsize=None)
+def _library() -> ctypes.CDLL | None:
+    library = load_accelerator("_mixture", "nz_abi_version", ABI_VERSION)
+    if library is None:
+        return None
     for name in ("nz_intervals", "nz_decode", "nz_ans_push"):
         getattr(library, name).restype = ctypes.c_int
     library.nz_requantize.restype = None
@@ -258,16 +268,9 @@ def pack_bf16_weights(weight: np.ndarray) -> AmxWeights:
 
 @functools.lru_cache(maxsize=None)
 def _amx_library() -> ctypes.CDLL | None:
-    spec = importlib.util.find_spec("neuralzip.exact._amx")
-    if spec is None or not spec.origin:
-        return None
-    try:
-        library = ctypes.CDLL(spec.origin)
-    except OSError:
-        return None
-    version = getattr(library, "nz_amx_abi_version", None)
-    if version is None or version() != AMX_ABI_VERSION or not library.nz_amx_init():
-        return None  # another build, a CPU without AMX, or a kernel that refuses the tiles
+    library = load_accelerator("_amx", "nz_amx_abi_version", AMX_ABI_VERSION)
+    if library is None or not library.nz_amx_init():
+        return None  # not built, another build, a CPU without AMX, or a kernel that refuses the tiles
     library.nz_amx_layer.restype = None
     library.nz_amx_layer.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                      ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
