@@ -12,7 +12,8 @@ import torch
 from neuralzip.codecs.base import ImageShape, PayloadError
 from neuralzip.exact import wavefront
 from neuralzip.exact.local import (
-    FakeQuantizer, activation_scales, edge_patterns, image_features, quantize, sampled_features, weight_limit,
+    FakeQuantizer, activation_scales, edge_patterns, image_features, image_patterns, quantize, sampled_features,
+    weight_limit,
 )
 from neuralzip.images import PixelImage
 from neuralzip.nets.local import neighbour_offsets
@@ -101,6 +102,40 @@ def test_edge_table_equals_multiplying_the_ones_channels():
         expected = full.astype(np.int64) @ network.layers["input"].weight.astype(np.int64)
         folded = colour.reshape(h * w, -1) @ network.colour_input.weight + network.edge_table[edge_patterns(rows, cols, w, 3)]
         assert np.array_equal(folded.astype(np.int64), expected)
+
+
+def _kill_channels(model) -> None:
+    """Dead channels, as training leaves some: block0.1's input channel 0 (block0.0 never
+    fires there) and hidden's input channel 1 (the stream there always negative)."""
+    with torch.no_grad():
+        weight, bias = model.layer("block0.0")
+        weight[0].zero_()
+        bias[0] = -5.0
+        for name in ("input", "block0.2"):
+            weight, bias = model.layer(name)
+            weight[1].zero_()
+            bias[1] = -5.0
+
+
+@pytest.mark.parametrize("blocks,dead", [(0, False), (1, False), (1, True)])
+def test_exact_network_computes_the_quantisation_aware_head(blocks, dead):
+    """The integer network's mixture parameters are the training's simulated rounding of
+    them, to within the rounding of the residual stream and the head's 2**-12 units, with
+    and without blocks, also when some channels never fire: those once set the stream's
+    unit so fine that it saturated everywhere (head errors as large as the head itself)."""
+    model = tiny_local_model(blocks=blocks)
+    if dead:
+        _kill_channels(model)
+    images = np.stack([smooth_image(12, 12, seed=s) for s in range(4)])
+    scales = activation_scales(model, images)
+    network = quantize(model, scales)
+    exact = network.run(image_features(images, 3), image_patterns(4, 12, 3, slice(0, 12))) / 2.0**12
+    model.quantizer = FakeQuantizer(model, scales)
+    with torch.no_grad():
+        simulated = model.head(torch.from_numpy(images))
+    simulated = simulated.permute(0, 2, 3, 1).reshape(-1, simulated.shape[1]).numpy()
+    assert np.abs(simulated).max() > 1.0  # a head worth comparing
+    assert np.abs(exact - simulated).max() < 0.03
 
 
 @pytest.mark.parametrize("blocks", [0, 1])

@@ -368,7 +368,7 @@ def quantize(model, scales: dict[str, np.ndarray]) -> ExactLocalNetwork:
         if name == "head":
             target = np.full(weight.shape[0], 2.0 ** -ACT_FRAC)
         elif low < 0:  # the residual stream
-            target = np.full(weight.shape[0], stream_scale)
+            target = stream_scale
         else:  # the next layer's 8-bit input
             target = scales[_next_layer(names, name)]
         integer, multiplier, offset = quantize_layer(weight, bias, in_scale, target)
@@ -411,9 +411,26 @@ def _next_layer(names: list[str], name: str) -> str:
     return names[names.index(name) + 1]
 
 
-def _stream_scale(model, scales) -> float:
-    """Units of the residual stream: fine enough for 8-bit reads of every channel."""
-    return float(min(s.min() for s in scales.values())) / 16.0
+def _stream_scale(model, scales) -> np.ndarray:
+    """Units of the residual stream, per channel [width]: 1/16 of the finest unit in which the
+    layers that read the stream (each block's first layer and ``hidden``) read that channel,
+    so their 8-bit reads lose nothing to the stream's rounding, and the stream holds every
+    reader's top value (255 of its units) within +-2**20 unless two readers' units of one
+    channel differ more than 257-fold.
+
+    Channels never active on the calibration images (scale at activation_scales' 1e-6
+    floor) do not set the unit: their reads multiply weights that fold to zero. A single
+    unit for all channels, the finest scale of any layer, once made the stream ~10**6 times
+    too fine (a dead channel elsewhere), and it clamped at +-2**20 almost everywhere."""
+    config = model.config
+    readers = [f"block{b}.0" for b in range(config.blocks)] + ["hidden"]
+    reads = np.stack([np.asarray(scales[name], dtype=np.float64) for name in readers])  # [readers, width]
+    live = reads > 2e-6 / ACTIVATION_TOP
+    finest = np.where(live, reads, np.inf).min(axis=0)
+    unread = ~live.any(axis=0)
+    # a channel no reader uses: any unit serves; the median of the others keeps it ordinary
+    finest[unread] = np.median(finest[~unread]) if (~unread).any() else 1.0 / ACTIVATION_TOP
+    return finest / 16.0
 
 
 class FakeQuantizer:
