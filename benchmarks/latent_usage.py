@@ -49,8 +49,7 @@ def measure_vae(model: LocalVAE, images: np.ndarray) -> dict:
         mean, log_scale = latent_params(params)
         u = torch.rand(mean.shape, generator=generator).clamp(1e-6, 1 - 1e-6)
         z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
-        prior = model.prior.expand(z.shape[0], -1, -1, -1)
-        kl += (logistic_log_density(z, params) - logistic_log_density(z, prior)).sum(dim=(0, 2, 3)).double()
+        kl += (logistic_log_density(z, params) - logistic_log_density(z, model.prior_params(z))).sum(dim=(0, 2, 3)).double()
         own += float(model.decoder.nll_nats(batch, condition=model.condition(z)).double().sum())
         wrong += float(model.decoder.nll_nats(batch, condition=model.condition(z.roll(1, 0))).double().sum())
     return {"own": own, "wrong": wrong, "kl": kl}

@@ -255,3 +255,39 @@ def test_latents_popped_from_whole_tables_are_the_searched_ones(tiny, monkeypatc
             assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, decoded))
             payloads.append(encoded.payloads[0])
         assert payloads[0] == payloads[1]
+
+
+def test_autoregressive_prior_is_causal_and_grows_from_a_factorized_one():
+    """Each latent cell's prior parameters depend only on the cells before it in raster
+    order (the order a decoder would pop them), and a model grown from a factorized-prior one
+    starts with exactly its ELBO (the prior network adds nothing until trained). It has no
+    exact coder yet: exporting it is refused, not coded wrongly."""
+    from neuralzip.exact.local_vae import quantize_vae
+    from neuralzip.nets.local_vae import LocalVAE, LocalVAEConfig
+
+    factorized = tiny_model()
+    grown = LocalVAE(LocalVAEConfig(**TINY, prior_horizon=2, prior_hidden=8), seed=3)
+    grown.grow_from(factorized.state_dict())
+    images = torch.from_numpy(np.stack([smooth_image(32, 32, seed=s) for s in range(3)]))
+    torch.manual_seed(1)
+    before = factorized.nll_nats(images)
+    torch.manual_seed(1)
+    assert torch.equal(grown.nll_nats(images), before)
+    with torch.no_grad():
+        grown.weight["prior2"].normal_(0, 0.5)
+        z = torch.randn(2, 2, 8, 8) * 40
+        params = grown.prior_params(z)
+        side = 8
+        for cell in (0, 9, 27, 63):
+            i, j = divmod(cell, side)
+            changed = z.clone()
+            changed[:, :, i, j] += 100.0
+            moved = (grown.prior_params(changed) - params).abs().amax(dim=(0, 1)).flatten()
+            assert torch.all(moved[: cell + 1] == 0)  # itself and every earlier cell: untouched
+            if cell < 63:
+                assert moved[cell + 1 :].max() > 0  # a later cell reads it
+    with pytest.raises(ValueError, match="no exact coder"):
+        quantize_vae(grown, images.numpy())
+    with pytest.raises(ValueError, match="lacking"):
+        partial = {k: v for k, v in factorized.state_dict().items() if k != "weight.posterior2"}
+        LocalVAE(LocalVAEConfig(**TINY, prior_horizon=2)).grow_from(partial)

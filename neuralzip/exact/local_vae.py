@@ -129,6 +129,10 @@ def quantize_vae(model, calibration: np.ndarray, percentile: float = 99.999) -> 
     import torch.nn.functional as F
 
     config: LocalVAEConfig = model.config
+    if config.prior_horizon:
+        # the coder pushes and pops z with fixed per-cell tables; an autoregressive prior
+        # needs its own exact network and a wavefront over the latent grid, not built yet
+        raise ValueError("a local-VAE with an autoregressive prior (prior_horizon > 0) has no exact coder yet")
     decoder_scales = activation_scales(model, calibration)
     recorded: dict[str, list[np.ndarray]] = {}
     model.eval()

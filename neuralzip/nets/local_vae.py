@@ -11,7 +11,13 @@ For a 32x32 image (a tile, as the bits-back codec codes them):
 * **posterior** q(z|x): per latent cell an MLP over the pixels of the cell and its eight
   neighbouring cells (a ``3f x 3f`` convolution of stride ``f``), two 1x1 layers, the mean and
   log-scale of every latent channel;
-* **prior** p(z): learned logistic parameters per latent position and channel;
+* **prior** p(z): learned logistic parameters per latent position and channel; with
+  ``prior_horizon`` h > 0 these are only its bias, and a small causal network over the
+  latent grid adds to them what the latents already known predict (an autoregressive prior:
+  latent cells in raster order, each reading the cells of the h rows above within h columns
+  either side and the h cells to its left, as the local model reads pixels; the channels of
+  one cell are independent given those). A factorized prior makes the latent pay for every
+  correlation between its cells; the autoregressive one only for what they do not predict;
 * **likelihood** p(x|z): :class:`~neuralzip.nets.local.LocalModel` with ``features``
   conditioning features per pixel: an MLP on the 3x3 latent cells around the pixel's cell
   (a 3x3 convolution on z, a 1x1 layer), repeated over the cell's pixels, entering the local
@@ -46,7 +52,7 @@ from torch import nn
 
 from ..distributions import MixtureLayout, mixture_log_likelihood
 from .config import ConfigMixin
-from .local import LocalModel
+from .local import LocalModel, neighbourhood_kernel_mask
 from .neighbourhood import LocalConfig
 from .vae import INITIAL_LOG_SCALE, latent_params, logistic_log_density
 
@@ -71,6 +77,8 @@ class LocalVAEConfig(ConfigMixin):
     size: int = 32  # tile side
     free_nats: float = 0.25  # training only: KL floor per latent channel and image
     aux_weight: float = 0.0  # training only: weight of the auxiliary decoder's NLL in the loss
+    prior_horizon: int = 0  # 0: factorized prior; h > 0: autoregressive prior of that horizon
+    prior_hidden: int = 64  # width of the autoregressive prior's hidden layers
 
     def decoder_config(self) -> LocalConfig:
         return LocalConfig(self.horizon, self.width, self.blocks, self.mixtures, 3, condition=self.features)
@@ -105,6 +113,11 @@ class LocalVAE(nn.Module):
             "conditioner0": (hidden, c, 3, 3),
             "conditioner1": (config.features, hidden, 1, 1),
         }
+        if config.prior_horizon:
+            slots, _, _ = neighbourhood_kernel_mask(config.prior_horizon)
+            shapes["prior0"] = (config.prior_hidden, c, 1, len(slots))  # causal neighbours only
+            shapes["prior1"] = (config.prior_hidden, config.prior_hidden, 1, 1)
+            shapes["prior2"] = (2 * c, config.prior_hidden, 1, 1)
         self.weight = nn.ParameterDict()
         self.bias = nn.ParameterDict()
         for name, shape in shapes.items():
@@ -112,6 +125,8 @@ class LocalVAE(nn.Module):
             scale = (2.0 / fan_in) ** 0.5
             if name == "posterior2":
                 scale *= 0.1  # the posterior starts near the prior
+            if name == "prior2":
+                scale = 0.0  # the autoregressive prior starts as the factorized one
             self.weight[name] = nn.Parameter(torch.randn(*shape, generator=generator) * scale)
             self.bias[name] = nn.Parameter(torch.zeros(shape[0]))
         start = INITIAL_LOG_SCALE + (config.bin_bits - 6) * math.log(2)  # ~1 latent unit in bins
@@ -148,6 +163,18 @@ class LocalVAE(nn.Module):
             own[key] = value
         self.decoder.load_state_dict(own)
 
+    def grow_from(self, state: dict) -> None:
+        """Start from a trained local-VAE of another configuration whose only missing
+        parameters are this one's autoregressive prior network (which starts adding nothing:
+        the model begins exactly as the one it grows from)."""
+        own = self.state_dict()
+        fresh = [key for key in own if key not in state and not key.startswith(self.TRAINING_ONLY_PREFIX)]
+        unknown = [key for key in fresh if not key.split(".")[1].startswith("prior")]
+        if unknown:
+            raise ValueError(f"cannot grow a local-VAE from weights lacking {', '.join(unknown)}")
+        own.update({key: value for key, value in state.items() if key in own})
+        self.load_state_dict(own)
+
     # ---- networks --------------------------------------------------------------------------
     def _conv(self, name: str, x: torch.Tensor, stride: int = 1, padding: int = 0) -> torch.Tensor:
         return F.conv2d(x, self.weight[name], self.bias[name], stride=stride, padding=padding)
@@ -170,6 +197,24 @@ class LocalVAE(nn.Module):
         f = self.config.factor
         return cells.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3)
 
+    def prior_params(self, z_bins: torch.Tensor) -> torch.Tensor:
+        """p(z) parameters [B, 2C, h, w] (layout of :func:`~neuralzip.nets.vae.latent_params`)
+        of latents [B, C, h, w] (bins): each cell's depend only on the cells before it in
+        raster order, within the prior's horizon (none with a factorized prior)."""
+        base = self.prior.expand(z_bins.shape[0], -1, -1, -1)
+        h = self.config.prior_horizon
+        if not h:
+            return base
+        z = z_bins.clamp(-LATENT_INPUT_LIMIT, LATENT_INPUT_LIMIT) / (1 << self.config.bin_bits)
+        slots, rows, columns = neighbourhood_kernel_mask(h)
+        weight = self.weight["prior0"]
+        kernel = weight.new_zeros(weight.shape[0], weight.shape[1], rows * columns)
+        kernel[:, :, slots] = weight[:, :, 0]
+        kernel = kernel.view(weight.shape[0], weight.shape[1], rows, columns)
+        a = F.relu(F.conv2d(F.pad(z, (h, h, h, 0)), kernel, self.bias["prior0"]))  # window ends at the cell's row
+        a = F.relu(self._conv("prior1", a))
+        return base + self._conv("prior2", a)
+
     def head(self, images: torch.Tensor) -> torch.Tensor:
         """The decoder's mixture parameters given the posterior means (deterministic: what
         calibration of the 8-bit activations measures)."""
@@ -186,8 +231,7 @@ class LocalVAE(nn.Module):
         mean, log_scale = latent_params(params)
         u = torch.rand_like(mean).clamp(1e-6, 1 - 1e-6)
         z = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
-        prior = self.prior.expand(z.shape[0], -1, -1, -1)
-        kl = (logistic_log_density(z, params) - logistic_log_density(z, prior)).sum(dim=(2, 3))
+        kl = (logistic_log_density(z, params) - logistic_log_density(z, self.prior_params(z))).sum(dim=(2, 3))
         condition = self.condition(z)
         log_px = -self.decoder.nll_nats(images, autocast, condition=condition)
         b = images.shape[0] // samples
