@@ -41,6 +41,16 @@ def neighbourhood_kernel_mask(horizon: int) -> tuple[torch.Tensor, int, int]:
     return torch.tensor(slots), horizon + 1, kw
 
 
+def causal_kernel(neighbours: torch.Tensor, horizon: int) -> torch.Tensor:
+    """Weights per neighbour [out, C, P] (P: :func:`neighbour_offsets` order) as the masked
+    ``(h+1) x (2h+1)`` conv kernel [out, C, h+1, 2h+1] that reads exactly those neighbours
+    (zero elsewhere, the pixel itself included) from a window padded h above and either side."""
+    slots, kh, kw = neighbourhood_kernel_mask(horizon)
+    kernel = neighbours.new_zeros(neighbours.shape[0], neighbours.shape[1], kh * kw)
+    kernel[:, :, slots.to(neighbours.device)] = neighbours
+    return kernel.view(neighbours.shape[0], neighbours.shape[1], kh, kw)
+
+
 class LocalModel(nn.Module):
     """The float local autoregressive model: ``nll_nats(images)`` gives nats per image."""
 
@@ -65,9 +75,6 @@ class LocalModel(nn.Module):
             key = name.replace(".", "_")
             self.weight[key] = nn.Parameter(torch.randn(out_features, in_features, generator=generator) * scale)
             self.bias[key] = nn.Parameter(torch.zeros(out_features))
-        slots, kh, kw = neighbourhood_kernel_mask(config.horizon)
-        self.register_buffer("slots", slots, persistent=False)
-        self.kernel = (kh, kw)
         self.quantizer = None  # a neuralzip.exact.local.FakeQuantizer during quantisation-aware training
 
     def grow_from(self, state: dict) -> None:
@@ -96,12 +103,9 @@ class LocalModel(nn.Module):
         """The neighbourhood columns of the input layer's [W, P*(C+1) + condition] matrix
         as a masked (h+1) x (2h+1) conv kernel."""
         c1 = self.config.channels + 1
-        kh, kw = self.kernel
-        kernel = weight.new_zeros(weight.shape[0], c1, kh * kw)
         # neighbour-major features: feature n*(C+1) + c is channel c of neighbour n
         neighbourhood = weight[:, : self.config.neighbourhood_features]
-        kernel[:, :, self.slots] = neighbourhood.reshape(weight.shape[0], -1, c1).transpose(1, 2)
-        return kernel.view(weight.shape[0], c1, kh, kw)
+        return causal_kernel(neighbourhood.reshape(weight.shape[0], -1, c1).transpose(1, 2), self.config.horizon)
 
     def head(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 [B, H, W, C] -> mixture parameters [B, size, H, W] (float32). Models with

@@ -52,7 +52,7 @@ from torch import nn
 
 from ..distributions import MixtureLayout, mixture_log_likelihood
 from .config import ConfigMixin
-from .local import LocalModel, neighbourhood_kernel_mask
+from .local import LocalModel, causal_kernel, neighbourhood_kernel_mask
 from .neighbourhood import LocalConfig
 from .vae import INITIAL_LOG_SCALE, latent_params, logistic_log_density
 
@@ -206,11 +206,7 @@ class LocalVAE(nn.Module):
         if not h:
             return base
         z = z_bins.clamp(-LATENT_INPUT_LIMIT, LATENT_INPUT_LIMIT) / (1 << self.config.bin_bits)
-        slots, rows, columns = neighbourhood_kernel_mask(h)
-        weight = self.weight["prior0"]
-        kernel = weight.new_zeros(weight.shape[0], weight.shape[1], rows * columns)
-        kernel[:, :, slots] = weight[:, :, 0]
-        kernel = kernel.view(weight.shape[0], weight.shape[1], rows, columns)
+        kernel = causal_kernel(self.weight["prior0"][:, :, 0], h)
         a = F.relu(F.conv2d(F.pad(z, (h, h, h, 0)), kernel, self.bias["prior0"]))  # window ends at the cell's row
         a = F.relu(self._conv("prior1", a))
         return base + self._conv("prior2", a)
