@@ -159,6 +159,22 @@ def test_quantisation_aware_forward_tracks_the_exact_code_length(blocks):
     assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(pictures, decoded))
 
 
+def test_rounded_relu_passes_gradients_where_its_output_is_positive():
+    """Quantisation-aware training's activation: the exact network's 8-bit ReLU forward,
+    the identity's gradient where that is positive and none where it is zero (clipped
+    below or rounded to zero), the top clip included in what passes."""
+    from neuralzip.nets.local import rounded_relu
+
+    scale = torch.tensor([0.5, 2.0])
+    a = torch.tensor([[-1.0, 1.2], [0.2, 0.9], [0.3, 700.0], [130.0, 3.1]], requires_grad=True)
+    out = rounded_relu(a, scale, 255)
+    expected = torch.clamp(torch.round(a.detach() / scale), 0, 255) * scale
+    assert torch.equal(out, expected)
+    out.sum().backward()
+    assert torch.equal(a.grad, (expected > 0).float())
+    assert a.grad[2, 1] == 1 and a.grad[1, 1] == 0 and a.grad[1, 0] == 0  # top clip passes; 0.9/2 rounds to 0
+
+
 def test_round_trip_odd_sizes_and_modes(tiny_local):
     rng = np.random.default_rng(0)
     images = [PixelImage("RGB", smooth_image(h, w, seed=i)) for i, (h, w) in enumerate(ODD_SIZES)]

@@ -80,6 +80,27 @@ def test_chained_cost_is_the_elbo_and_first_image_pays_initial_bits(tiny):
     assert abs(per_image_chained - elbo_bytes) < 0.03 * elbo_bytes
 
 
+def test_residual_blocks_round_trip_at_the_elbo():
+    """A decoder grown to residual blocks (vae v8 on) codes exactly, at its ELBO."""
+    from neuralzip.nets.local_vae import LocalVAE, LocalVAEConfig
+
+    torch.manual_seed(1)
+    model = LocalVAE(LocalVAEConfig(**TINY, blocks=1), seed=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    codec = local_vae.LocalVAECodec.from_float(model, np.stack([smooth_image(32, 32, seed=s) for s in range(4)]))
+    images = [PixelImage("RGB", smooth_image(h, w, seed=s)) for s, (h, w) in enumerate([(32, 32)] * 5 + [(9, 6)])]
+    encoded = codec.encode(images)
+    decoded = codec.decode(encoded.payloads, _shapes(images))
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, decoded))
+    one = len(codec.encode(images[:1]).payloads[0])
+    five = len(codec.encode(images[:5]).payloads[0])
+    with torch.no_grad():
+        elbo_bytes = float(model.nll_nats(torch.from_numpy(np.stack([im.pixels for im in images[:5]]))).mean()) / math.log(2) / 8
+    assert abs((five - one) / 4 - elbo_bytes) < 0.03 * elbo_bytes
+
+
 def test_exact_decoder_matches_the_float_model(tiny):
     """The exact networks compute what the float model does, up to 8-bit rounding: the
     posterior means and the decoder's NLL given them."""

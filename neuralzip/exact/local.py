@@ -328,7 +328,7 @@ def activation_scales(model, images: np.ndarray, batch: int = 100, percentile: f
         def activation(self, name, a):
             rows = a if a.dim() == 2 else a.permute(0, 2, 3, 1).reshape(-1, a.shape[1])  # [N, channels]
             captured.setdefault(name, []).append(rows.detach())
-            return a
+            return torch.relu(a)
 
         def weight(self, name, w, b):
             return w, b
@@ -455,11 +455,13 @@ class FakeQuantizer:
         self.input_scale.copy_(torch.as_tensor(input_scale(self.config, scales), dtype=torch.float32))
 
     def activation(self, name, a):
-        import torch
+        """The ReLU of pre-activations ``a`` (rows [N, C] or maps [B, C, H, W]) rounded to
+        8 bits in the layer's units; gradients pass straight through where the result is
+        positive."""
+        from ..nets.local import rounded_relu
 
-        s = self.scales[name].view(1, -1, *([1] * (a.dim() - 2))).to(a.dtype)  # rows [N, C] or maps [B, C, H, W]
-        q = torch.clamp(torch.round(torch.relu(a) / s), 0, ACTIVATION_TOP) * s
-        return a + (q - a).detach()  # the caller applies the ReLU; its gradient survives
+        s = self.scales[name].view(1, -1, *([1] * (a.dim() - 2))).to(a.dtype)
+        return rounded_relu(a, s, ACTIVATION_TOP)
 
     def weight(self, name, w, b):
         import torch
