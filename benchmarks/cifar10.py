@@ -101,7 +101,7 @@ def main(argv=None) -> int:
                   f"encode {result.encode_img_per_s:.1f} img/s, decode {result.decode_img_per_s:.1f} img/s "
                   f"({time.time() - t0:.0f} s)", flush=True)
     cards = {}
-    for name in names:
+    for name in dict.fromkeys(n.removesuffix("-archive") for n in names):
         codec = codec_table.get_codec(name)
         if getattr(codec, "card", None):
             cards[name] = {k: codec.card.get(k) for k in ("config", "sha256", "test_nll_bpd")}
