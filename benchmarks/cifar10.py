@@ -78,6 +78,8 @@ def main(argv=None) -> int:
         os.environ["NZIP_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
     names = args.codecs.split(",") if args.codecs else [s.name for s in codec_table.available_specs()]
+    archive_only = {n.removesuffix("-archive") for n in names if n.endswith("-archive")} - set(names)  # e.g. vae-archive
+    names = list(dict.fromkeys(n.removesuffix("-archive") for n in names))
     test = load_cifar10("test", args.data)
     indices = spread_subset(len(test), args.n or len(test), seed=0)
     images = [PixelImage("RGB", test.images[i]) for i in indices]
@@ -87,9 +89,7 @@ def main(argv=None) -> int:
     results = []
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for name in names:
-        archive_only = name.endswith("-archive")  # e.g. vae-archive: only the whole set as one chain
-        name = name.removesuffix("-archive")
-        runs = [] if archive_only else [lambda: run_codec(name, images, labels, batch=args.batch)]
+        runs = [] if name in archive_only else [lambda: run_codec(name, images, labels, batch=args.batch)]
         if codec_table.get_codec(name).chained:  # bits-back: also the whole set as one chain
             runs.append(lambda: run_archive(name, images, [""] * len(images)))  # unnamed: the set's order names them
         for run in runs:
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
                   f"encode {result.encode_img_per_s:.1f} img/s, decode {result.decode_img_per_s:.1f} img/s "
                   f"({time.time() - t0:.0f} s)", flush=True)
     cards = {}
-    for name in dict.fromkeys(n.removesuffix("-archive") for n in names):
+    for name in names:
         codec = codec_table.get_codec(name)
         if getattr(codec, "card", None):
             cards[name] = {k: codec.card.get(k) for k in ("config", "sha256", "test_nll_bpd")}

@@ -54,9 +54,9 @@ def causal_kernel(neighbours: torch.Tensor, horizon: int) -> torch.Tensor:
 class _RoundedRelu(torch.autograd.Function):
     """``clamp(round(a / s), 0, top) * s`` whose straight-through gradient is masked by the
     output itself. Saving only the output (which the next matrix product's backward keeps
-    anyway) makes quantisation-aware training ~1.6x faster on CPUs whose memory bandwidth
+    anyway) makes quantisation-aware training 1.8x faster on CPUs whose memory bandwidth
     limits it than ``a + (q - a).detach()`` after a separate ReLU, which keeps two
-    activations per layer (benchmarks/training_speed.py); the mask differs from the ReLU's
+    activations per layer (benchmarks/results/training_speed.md); the mask differs from the ReLU's
     only for inputs that round to zero."""
 
     @staticmethod
