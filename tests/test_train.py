@@ -151,3 +151,36 @@ def test_a_local_model_grows_residual_blocks_from_shipped_weights(tiny_cifar, tm
                        "blocks=1", "max_steps=2"] + common) == 0
     meta = json.loads((tmp_path / "grown" / "checkpoint.json").read_text())
     assert meta["config"]["blocks"] == 1 and meta["step"] == 2
+
+
+def test_a_continuation_keeps_averaging_the_shipped_ema_at_full_decay(tiny_cifar, tmp_path):
+    """``--init-from`` the same model: its first step starts the learning-rate warm-up and
+    averages into the shipped (EMA) weights at the EMA's full decay, also after a resume."""
+    import torch
+
+    models = tmp_path / "models"
+    common = ["--data", str(tiny_cifar), "batch_size=4", "threads=1", "autocast=false", "eval_every_steps=100",
+              "mixtures=2", "width=8"]
+    assert train_main(["local", "--out", str(tmp_path / "first"), "max_steps=3"] + common) == 0
+    export_run(tmp_path / "first", "local", str(tiny_cifar), directory=models)
+    from neuralzip.nets.neighbourhood import LocalConfig
+
+    config = LocalConfig.from_dict(json.loads((models / "local-v1.json").read_text())["config"])
+    settings = TrainSettings(batch_size=4, threads=1, autocast=False, lr=1e-2, lr_decay=0.9, warmup_steps=10)
+    trainer = Trainer("local", config, tmp_path / "next", settings, tiny_cifar)
+    trainer.init_from(models / "local-v1.safetensors")
+    shipped = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert trainer.step == 3 and not trainer.ema_warmup
+    assert trainer.learning_rate() == pytest.approx(1e-2 * 0.1 * 0.9 ** 3)  # the warm-up's first step
+    for _ in range(2):
+        before = {k: v.clone() for k, v in trainer.ema.items()}
+        trainer.train_step()
+        for key, value in trainer.model.state_dict().items():
+            expected = before[key] * settings.ema_decay + value * (1 - settings.ema_decay)
+            assert torch.allclose(trainer.ema[key], expected, atol=1e-7)
+    assert any(not torch.equal(trainer.ema[k], shipped[k]) for k in shipped)  # it does average
+    trainer.save()
+    resumed = Trainer("local", config, tmp_path / "next", settings, tiny_cifar)
+    assert resumed.resume() and resumed.step == 5 and not resumed.ema_warmup
+    fresh = Trainer("local", config, tmp_path / "fresh", settings, tiny_cifar)
+    assert fresh.ema_warmup  # a new model's EMA warms up
