@@ -8,13 +8,10 @@ Guarantees:
   command continues at the same step with the same data order: the order of epoch ``e`` is a
   permutation drawn from ``seed`` and ``e`` alone, so no random state needs saving.
 * **Campaign across sessions.** ``--init-from models/NAME.safetensors`` starts a run from
-  shipped weights (model and EMA; the optimizer restarts, with a short warm-up of the
-  learning rate: local v9 taken straight to its schedule's 4e-4 with fresh Adam moments,
-  even moments first measured over 200 gradient passes at learning rate 0, went from 3.51 to
-  4.36 train bpd within 100 steps). A run that continues the shipped model (same family and
-  configuration) keeps averaging it at the EMA's full decay, since the shipped weights are an
-  EMA already; restarting the EMA's own warm-up made the exported average follow the fresh
-  optimizer's first steps. A run that grows or changes the model warms the EMA up again.
+  shipped weights (model and EMA; the optimizer restarts with the learning rate's warm-up,
+  which it needs: local v9 taken straight to 4e-4 went from 3.51 to 4.36 train bpd within
+  100 steps). Continuing the same model keeps averaging the shipped EMA at full decay;
+  growing or changing it warms the EMA up again.
 * The learning rate is ``lr * decay**step`` after a linear warm-up, a function of the step
   alone. Polyak averaging (EMA) of the weights is what gets evaluated and exported.
 * Evaluation reports the EMA model's test NLL in bits per dimension on a class-spread subset
