@@ -1,4 +1,4 @@
-"""Coding speed of the local codec's network sizes, with and without the AMX tiles, beside JPEG-XL.
+"""Coding speed of the local codec's network sizes, with and without its matrix product accelerator, beside JPEG-XL.
 
     python benchmarks/local_sizes.py [--images 1000] [--blocks 0,1,2] [--data CIFAR]
 
@@ -7,7 +7,8 @@ grown to more residual blocks (:meth:`LocalModel.grow_from`: the added blocks st
 identity, so the mixture heads, whose search costs depend on them, are a trained model's;
 the matrix products cost the same whatever the weights), quantised as an export does,
 encode and decode the same class-spread CIFAR-10 test images in one batch with the codec's
-threads, once on the AMX tiles (where the CPU has them) and once on the float32 path.
+threads, once on each matrix product accelerator the CPU has (AMX tiles, AVX-512 VNNI) and
+once on the float32 path.
 JPEG-XL codes the same images in the same run, so the ratios hold across machines. Every
 round trip is checked exact. Writes ``benchmarks/results/local_sizes.json`` and ``.md``.
 """
@@ -61,14 +62,14 @@ def main(argv=None) -> int:
     images = [PixelImage("RGB", p) for p in pixels]
     shapes = [ImageShape("RGB", 32, 32) for _ in images]
     calibration = load_cifar10("train", args.data).images[:500]
-    has_amx = kernels.amx_layer() is not None
+    backends = kernels.matmul_backends()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = []
     jxl = codecs.get_codec("jxl")
     jxl_encode, jxl_decode, jxl_exact = timed(jxl, images, shapes)
-    rows.append({"codec": "jxl", "blocks": None, "width": None, "amx": None, "encode_img_per_s": round(jxl_encode, 1),
+    rows.append({"codec": "jxl", "blocks": None, "width": None, "matmul": None, "encode_img_per_s": round(jxl_encode, 1),
                  "decode_img_per_s": round(jxl_decode, 1), "exact": jxl_exact})
-    original = kernels.amx_layer
+    original = kernels.matmul_backends
     shipped = installed_versions("local")[-1]
     state = load_training_weights(shipped.weights_file)
     base = json.loads(shipped.card_file.read_text())["config"]
@@ -80,35 +81,35 @@ def main(argv=None) -> int:
             model.load_state_dict(state)
         else:
             model.grow_from(state)
-        for use_amx in ([True, False] if has_amx else [False]):
-            kernels.amx_layer = original if use_amx else (lambda: None)
+        for backend in [*backends, None]:
+            kernels.matmul_backends = lambda: (backend,) if backend else ()  # what the codec may use
             codec = LocalCodec.from_float(model, calibration)
             encode, decode, exact = timed(codec, images, shapes)
-            rows.append({"codec": "local", "blocks": blocks, "width": width, "amx": use_amx,
+            rows.append({"codec": "local", "blocks": blocks, "width": width, "matmul": backend or "float32",
                          "encode_img_per_s": round(encode, 1), "decode_img_per_s": round(decode, 1), "exact": exact,
                          "encode_vs_jxl": round(encode / jxl_encode, 2), "decode_vs_jxl": round(decode / jxl_decode, 3)})
             print(rows[-1], flush=True)
-    kernels.amx_layer = original
+    kernels.matmul_backends = original
     document = {"started": started, "images": len(images), "cpu": platform.processor() or platform.machine(),
-                "amx": has_amx, "model": shipped.label, "note": args.note,
+                "matmul_backends": list(backends), "model": shipped.label, "note": args.note,
                 "command": "python benchmarks/local_sizes.py " + " ".join(sys.argv[1:] if argv is None else argv),
                 "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "local_sizes.json").write_text(json.dumps(document, indent=1) + "\n")
     lines = [f"# Local codec: coding speed by network size ({len(images)} CIFAR-10 test images, one batch)", "",
-             f"Run {started}: `{document['command']}`; AMX tiles on this CPU: {'yes' if has_amx else 'no'}."
+             f"Run {started}: `{document['command']}`; matrix product accelerators on this CPU: {', '.join(backends) or 'none'}."
              + (f" {args.note}" if args.note else ""), "",
              f"{shipped.label} and the same model grown to more residual blocks (added blocks start as the identity; "
              "the matrix products cost the same whatever the weights), quantised as an export does; JPEG-XL coded "
              "the same images in the same run. img/s: wall clock, the codec's threads.", "",
-             "| codec | blocks | width | AMX | encode img/s | decode img/s | encode / jxl | decode / jxl | exact |",
+             "| codec | blocks | width | matrix products | encode img/s | decode img/s | encode / jxl | decode / jxl | exact |",
              "|---|---:|---:|---|---:|---:|---:|---:|---|"]
     for r in rows:
         if r["codec"] == "jxl":
             lines.append(f"| jxl | - | - | - | {r['encode_img_per_s']} | {r['decode_img_per_s']} | 1 | 1 | "
                          f"{'yes' if r['exact'] else 'NO'} |")
         else:
-            lines.append(f"| local | {r['blocks']} | {r['width']} | {'yes' if r['amx'] else 'no'} | {r['encode_img_per_s']} | "
+            lines.append(f"| local | {r['blocks']} | {r['width']} | {r['matmul']} | {r['encode_img_per_s']} | "
                          f"{r['decode_img_per_s']} | {r['encode_vs_jxl']} | {r['decode_vs_jxl']} | "
                          f"{'yes' if r['exact'] else 'NO'} |")
     (args.out / "local_sizes.md").write_text("\n".join(lines) + "\n")

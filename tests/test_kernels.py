@@ -146,19 +146,26 @@ def test_compact_tables_hold_the_same_integers():
         kernels.sigmoid_upper_half(sigmoid + 1)
 
 
-amx = pytest.mark.skipif(__import__("neuralzip.exact.kernels", fromlist=["amx_layer"]).amx_layer() is None,
-                         reason="no AMX on this CPU (or the accelerator is not built)")
+def _backend_parameters() -> list:
+    """Every matrix product backend, skipped where this CPU (or the build) lacks it."""
+    from neuralzip.exact.kernels import MATMUL_BACKENDS, matmul_backends
+
+    usable = matmul_backends()
+    return [pytest.param(name, marks=pytest.mark.skipif(name not in usable, reason=f"no {name} on this CPU "
+                                                         "(or the accelerator is not built)")) for name in MATMUL_BACKENDS]
 
 
-@amx
+@pytest.mark.parametrize("backend", _backend_parameters())
 @pytest.mark.parametrize("rows, fan_in, width, largest, relu, with_table", [
     (4096, 256, 256, 257, True, False), (4093, 256, 100, 257, False, False), (1, 256, 100, 257, False, False),
     (33, 72, 256, 685, True, True), (17, 40, 7, 256, True, False), (1000, 256, 256, 100, True, False),
+    (9, 75, 130, 600, True, True), (7, 3, 1, 5, True, False),
 ])
-def test_amx_layer_gives_the_float32_paths_integers(rows, fan_in, width, largest, relu, with_table):
+def test_accelerated_layer_gives_the_float32_paths_integers(backend, rows, fan_in, width, largest, relu, with_table):
     """Random and extreme inputs (255s, weights at the exact-sum limit, the input layer's
-    +-685 weights that need the lo + 256 hi split, tables), odd sizes."""
-    from neuralzip.exact.kernels import amx_layer, pack_bf16_weights, requantizer
+    +-685 weights that need AMX's lo + 256 hi split, tables), odd sizes (an odd fan-in: VNNI's
+    pairs padded)."""
+    from neuralzip.exact.kernels import matmul_layer, pack_weights, requantizer
 
     rng = np.random.default_rng(rows)
     if with_table:  # pixel features 2v - 255
@@ -175,13 +182,27 @@ def test_amx_layer_gives_the_float32_paths_integers(rows, fan_in, width, largest
     patterns = rng.integers(0, 64, rows) if with_table else None
     expected = x @ weight.astype(np.float32)
     requantizer()(expected, multiplier, offset, low, high, table, patterns)
-    got = amx_layer()(x, pack_bf16_weights(weight), multiplier, offset, low, high, table, patterns)
+    got = matmul_layer(backend)(x, pack_weights(weight, backend), multiplier, offset, low, high, table, patterns)
     assert got.dtype == np.float32 and np.array_equal(got, expected)
 
 
-@amx
+def test_packed_weights_refuse_another_backends_layer():
+    from neuralzip.exact.kernels import matmul_backends, matmul_layer, pack_weights
+
+    weight = np.arange(-6, 6).reshape(4, 3)
+    for backend in matmul_backends():
+        other = "vnni" if backend == "amx" else "amx"
+        with pytest.raises(ValueError, match="does not match"):
+            matmul_layer(backend)(np.ones((2, 4), np.float32), pack_weights(weight, other), np.ones(3, np.float32),
+                                  np.zeros(3, np.float32), 0.0, 255.0)
+    with pytest.raises(ValueError, match="int16"):
+        pack_weights(np.array([[1 << 15]]), "vnni")
+
+
+@pytest.mark.skipif(not __import__("neuralzip.exact.kernels", fromlist=["x"]).matmul_backends(),
+                    reason="no AMX or AVX-512 VNNI on this CPU (or the accelerator is not built)")
 @pytest.mark.parametrize("blocks", [0, 1])
-def test_the_local_codec_writes_the_same_bytes_with_and_without_amx(blocks, monkeypatch):
+def test_the_local_codec_writes_the_same_bytes_with_and_without_the_accelerator(blocks, monkeypatch):
     from neuralzip.codecs.base import ImageShape
     from neuralzip.codecs.local import LocalCodec
     from neuralzip.exact import kernels
@@ -192,9 +213,9 @@ def test_the_local_codec_writes_the_same_bytes_with_and_without_amx(blocks, monk
     calibration = np.stack([smooth_image(12, 12, seed=s) for s in range(4)])
     tiny_local = LocalCodec.from_float(tiny_local_model(blocks=blocks), calibration)
     images = [PixelImage("RGB", smooth_image(h, w, seed=h)) for h, w in ((1, 1), (9, 14), (40, 33))]
-    assert tiny_local.network.layers["hidden"].tiles is not None
-    with_amx = tiny_local.encode(images).payloads
-    monkeypatch.setattr(kernels, "amx_layer", lambda: None)
-    assert tiny_local.encode(images).payloads == with_amx
-    decoded = tiny_local.decode(with_amx, [ImageShape(im.mode, im.width, im.height) for im in images])
+    assert tiny_local.network.layers["hidden"].packed is not None
+    accelerated = tiny_local.encode(images).payloads
+    monkeypatch.setattr(kernels, "matmul_layer", lambda backend=None: None)
+    assert tiny_local.encode(images).payloads == accelerated
+    decoded = tiny_local.decode(accelerated, [ImageShape(im.mode, im.width, im.height) for im in images])
     assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(images, decoded))

@@ -1,8 +1,10 @@
-"""The optional C accelerator of the local codec's mixture coding, of batched ANS encoding
-and of the exact layers' requantisation (``_mixture.c``).
+"""The optional C accelerators of the local codec: its mixture coding, batched ANS encoding
+and the exact layers' requantisation (``_mixture.c``), and the exact layers' matrix
+products on AMX tiles or with AVX-512 VNNI (``_matmul.c``).
 
-:func:`kernel`, :func:`ans_kernel` and :func:`requantizer` return it, or None when it was not built (no C compiler at install time)
-or ``NZIP_NO_KERNEL=1`` asks for the numpy definition. Both compute the same integers
+:func:`kernel`, :func:`ans_kernel`, :func:`requantizer` and :func:`matmul_layer` return
+them, or None when they were not built (no C compiler at install time), the CPU lacks the
+instructions (``_matmul``), or ``NZIP_NO_KERNEL=1`` asks for the numpy definition. Both compute the same integers
 (tests/test_kernels.py compares them); the accelerator runs one pass per row instead of
 one numpy pass per operation, and ctypes releases the GIL while it runs, so threads
 decode in parallel.
@@ -220,25 +222,28 @@ def requantizer():
     return requantize
 
 
-# ---- AMX matrix products (_amx.c) ------------------------------------------------------------
+# ---- the exact layers' matrix products on AMX tiles or with AVX-512 VNNI (_matmul.c) ------
 
-AMX_ABI_VERSION = 1  # nz_amx_abi_version() of the _amx.c this module calls
-AMX_MAX_INPUTS = 1024  # inputs per row _amx.c stages (MAX_K)
+MATMUL_ABI_VERSION = 1  # nz_matmul_abi_version() of the _matmul.c this module calls
+MATMUL_MAX_INPUTS = 1024  # inputs per row _matmul.c stages (MAX_K)
 BF16_EXACT = 256  # the largest integer magnitude bfloat16 holds with all smaller ones
+MATMUL_BACKENDS = ("amx", "vnni")  # in order of preference (AMX is the faster where both exist)
+VNNI_GROUP = 64  # outputs per packed group of the VNNI kernel
 
 
 @dataclass(frozen=True)
-class AmxWeights:
-    """One layer's integer weights in the tiles' layout (see :func:`pack_bf16_weights`)."""
+class PackedWeights:
+    """One layer's integer weights in a backend's layout (see :func:`pack_weights`)."""
 
-    low: np.ndarray  # uint16 bfloat16 bits [blocks, steps, 16, 16, 2]
-    high: np.ndarray | None  # the same for the multiples of 256, when some |w| > 256
+    backend: str  # "amx" or "vnni"
+    low: np.ndarray  # amx: uint16 bfloat16 bits [blocks, steps, 16, 16, 2]; vnni: int16 [groups, pairs, 64, 2]
+    high: np.ndarray | None  # amx only: the multiples of 256, when some |w| > 256
     fan_in: int
     width: int
 
     @property
     def padded_inputs(self) -> int:
-        return self.low.shape[1] * 32
+        return self.low.shape[1] * (32 if self.backend == "amx" else 2)
 
 
 def _bf16_bits(values: np.ndarray) -> np.ndarray:
@@ -246,12 +251,25 @@ def _bf16_bits(values: np.ndarray) -> np.ndarray:
     return (np.ascontiguousarray(values, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
 
 
-def pack_bf16_weights(weight: np.ndarray) -> AmxWeights:
-    """Integer weights [in, out] for ``nz_amx_layer``: per block of 16 outputs and step of
-    32 inputs one tile of [16 input pairs, 16 outputs, 2], inputs and outputs zero padded;
-    weights beyond +-256 split exactly as ``lo + 256 hi`` with |lo| <= 128."""
+def pack_weights(weight: np.ndarray, backend: str) -> PackedWeights:
+    """Integer weights [in, out] in ``backend``'s layout, inputs and outputs zero padded.
+
+    amx: per block of 16 outputs and step of 32 inputs one tile of [16 input pairs, 16
+    outputs, 2]; weights beyond +-256 split exactly as ``lo + 256 hi`` with |lo| <= 128.
+    vnni: per group of 64 outputs and pair of inputs [64 outputs, 2] int16 (|w| < 2**15)."""
     weight = np.asarray(weight, dtype=np.int64)
     fan_in, width = weight.shape
+    if backend == "vnni":
+        if np.abs(weight).max(initial=0) >= 1 << 15:
+            raise ValueError("vnni layer: weights beyond int16")
+        k_pad, groups = fan_in + fan_in % 2, -(-width // VNNI_GROUP)
+        full = np.zeros((k_pad, groups * VNNI_GROUP), dtype=np.int16)
+        full[:fan_in, :width] = weight
+        # [pairs, 2, groups, 64] -> [groups, pairs, 64, 2]
+        packed = full.reshape(k_pad // 2, 2, groups, VNNI_GROUP).transpose(2, 0, 3, 1)
+        return PackedWeights(backend, np.ascontiguousarray(packed), None, fan_in, width)
+    if backend != "amx":
+        raise ValueError(f"unknown matrix product backend {backend!r}")
     high = np.rint(weight / 256.0).astype(np.int64) if np.abs(weight).max(initial=0) > BF16_EXACT else None
     low = weight - 256 * high if high is not None else weight
     k_pad, blocks = -(-fan_in // 32) * 32, -(-width // 16)
@@ -263,41 +281,63 @@ def pack_bf16_weights(weight: np.ndarray) -> AmxWeights:
         shaped = full.reshape(k_pad // 32, 16, 2, blocks, 16).transpose(3, 0, 1, 4, 2)
         return np.ascontiguousarray(_bf16_bits(shaped))
 
-    return AmxWeights(tiles(low), None if high is None else tiles(high), fan_in, width)
+    return PackedWeights(backend, tiles(low), None if high is None else tiles(high), fan_in, width)
 
 
 @functools.lru_cache(maxsize=None)
-def _amx_library() -> ctypes.CDLL | None:
-    library = load_accelerator("_amx", "nz_amx_abi_version", AMX_ABI_VERSION)
-    if library is None or not library.nz_amx_init():
-        return None  # not built, another build, a CPU without AMX, or a kernel that refuses the tiles
-    library.nz_amx_layer.restype = None
-    library.nz_amx_layer.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float, ctypes.c_float, ctypes.c_int64,
-                                     ctypes.c_void_p]
+def _matmul_library() -> ctypes.CDLL | None:
+    library = load_accelerator("_matmul", "nz_matmul_abi_version", MATMUL_ABI_VERSION)
+    if library is None:
+        return None  # not built, or built from another source
+    pointer, size, single = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+    for name in ("nz_amx_layer", "nz_vnni_layer"):
+        getattr(library, name).restype = None
+    # n, k_in, x, k_pad, blocks, lo, hi, table, rows, multiplier, offset, low, high, width, out
+    library.nz_amx_layer.argtypes = [size, size, pointer, size, size, pointer, pointer, pointer, pointer,
+                                     pointer, pointer, single, single, size, pointer]
+    # n, k_in, x, pairs, groups, packed, table, rows, multiplier, offset, low, high, width, out
+    library.nz_vnni_layer.argtypes = [size, size, pointer, size, size, pointer, pointer, pointer,
+                                      pointer, pointer, single, single, size, pointer]
     return library
 
 
-def amx_layer():
+@functools.lru_cache(maxsize=None)
+def _usable_backends() -> tuple[str, ...]:
+    library = _matmul_library()
+    if library is None:
+        return ()
+    # nz_amx_init also asks Linux for the tile state (refused on some kernels: then no AMX)
+    return tuple(name for name in MATMUL_BACKENDS if getattr(library, f"nz_{name}_init")())
+
+
+def matmul_backends() -> tuple[str, ...]:
+    """The accelerated matrix product backends this CPU runs, best first (empty when the
+    accelerator is not built, on CPUs with neither AMX nor AVX-512 VNNI, or with
+    NZIP_NO_KERNEL=1)."""
+    if os.environ.get("NZIP_NO_KERNEL") == "1":
+        return ()
+    return _usable_backends()
+
+
+def matmul_layer(backend: str | None = None):
     """``layer(x, weights, multiplier, offset, low, high, table=None, rows=None)``: an
     :class:`~neuralzip.exact.local.ExactLayer` on float32 rows ``x`` [n, in] (integers of at
     most 8 significant bits: the exact network's activations and features) with
-    :class:`AmxWeights`, returning float32 [n, width], the same values as the float32 path;
-    or None (not built, a CPU or kernel without AMX, or NZIP_NO_KERNEL=1)."""
-    if os.environ.get("NZIP_NO_KERNEL") == "1":
+    :class:`PackedWeights` of ``backend`` (default: the best of :func:`matmul_backends`),
+    returning float32 [n, width], the same values as the float32 path; or None when that
+    backend does not run here."""
+    usable = matmul_backends()
+    backend = backend or (usable[0] if usable else None)
+    if backend not in usable:
         return None
-    library = _amx_library()
-    if library is None:
-        return None
-    function = library.nz_amx_layer
+    library = _matmul_library()
 
-    def layer(x: np.ndarray, weights: AmxWeights, multiplier: np.ndarray, offset: np.ndarray, low: float,
+    def layer(x: np.ndarray, weights: PackedWeights, multiplier: np.ndarray, offset: np.ndarray, low: float,
               high: float, table: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         n, fan_in = x.shape
-        if fan_in != weights.fan_in or weights.padded_inputs > AMX_MAX_INPUTS:
-            raise ValueError("amx layer: the input does not match the weights")
+        if weights.backend != backend or fan_in != weights.fan_in or weights.padded_inputs > MATMUL_MAX_INPUTS:
+            raise ValueError(f"{backend} layer: the input does not match the weights")
         multiplier = np.ascontiguousarray(multiplier, dtype=np.float32)
         offset = np.ascontiguousarray(offset, dtype=np.float32)
         table_pointer = rows_pointer = None
@@ -305,12 +345,18 @@ def amx_layer():
             table = np.ascontiguousarray(table, dtype=np.float32)
             rows = np.ascontiguousarray(rows, dtype=np.int64)
             if table.shape[1] != weights.width or rows.shape != (n,) or (n and (rows.min() < 0 or rows.max() >= len(table))):
-                raise ValueError("amx layer: table rows out of range")
+                raise ValueError(f"{backend} layer: table rows out of range")
             table_pointer, rows_pointer = table.ctypes.data, rows.ctypes.data
         out = np.empty((n, weights.width), dtype=np.float32)
-        function(n, fan_in, x.ctypes.data, weights.padded_inputs, weights.low.shape[0], weights.low.ctypes.data,
-                 None if weights.high is None else weights.high.ctypes.data, table_pointer, rows_pointer,
-                 multiplier.ctypes.data, offset.ctypes.data, low, high, weights.width, out.ctypes.data)
+        if backend == "amx":
+            library.nz_amx_layer(n, fan_in, x.ctypes.data, weights.padded_inputs, weights.low.shape[0],
+                                 weights.low.ctypes.data, None if weights.high is None else weights.high.ctypes.data,
+                                 table_pointer, rows_pointer, multiplier.ctypes.data, offset.ctypes.data, low, high,
+                                 weights.width, out.ctypes.data)
+        else:
+            library.nz_vnni_layer(n, fan_in, x.ctypes.data, weights.low.shape[1], weights.low.shape[0],
+                                  weights.low.ctypes.data, table_pointer, rows_pointer, multiplier.ctypes.data,
+                                  offset.ctypes.data, low, high, weights.width, out.ctypes.data)
         return out
 
     return layer

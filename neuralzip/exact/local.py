@@ -15,10 +15,11 @@ products in **float32** suit that, and they are exact here by construction:
   SIMD or scalar loop), then a floor; the clamp to 0..255 is the ReLU;
 * the head's output is in the fixed point of :mod:`neuralzip.exact.mixture` (2**-12), where
   the exact mixture tables take over.
-* on CPUs with AMX the same products run on the AMX-BF16 tiles (``_amx.c``, several times
-  faster): every layer input is an integer of at most 8 significant bits, which bfloat16
-  holds exactly, weights beyond +-256 are split exactly into two bfloat16 parts, and the
-  float32 sums are the same exact integers, so the outputs are identical (tested).
+* on CPUs with AMX or AVX-512 VNNI the same products run in ``_matmul.c`` (several times
+  faster): on the AMX-BF16 tiles, because every layer input is an integer of at most 8
+  significant bits, which bfloat16 holds exactly, weights beyond +-256 are split exactly into
+  two bfloat16 parts and the float32 sums are the same exact integers; with VNNI as int16
+  products summed in int32, integer arithmetic. The outputs are identical (tested).
 
 Scales: each 8-bit activation channel has its own scale (from calibration data, or the
 quantisation-aware training's buffers), folded into the next layer's weights; each weight
@@ -79,27 +80,29 @@ class ExactLayer:
     offset: np.ndarray  # float32 [out]
     low: float
     high: float
-    tiles: object = None  # the weights for the AMX kernel (kernels.AmxWeights), set by use_tiles
+    packed: object = None  # the weights for the matrix product accelerator (kernels.PackedWeights)
 
-    def use_tiles(self) -> None:
-        """Run on the AMX tiles where this CPU has them (the same integers, several times
-        faster). Only for layers whose inputs are integers of at most 8 significant bits
-        (8-bit activations, pixel features): bfloat16 holds those exactly."""
-        from .kernels import amx_layer, pack_bf16_weights
+    def use_accelerator(self) -> None:
+        """Run on the best matrix product accelerator this CPU has (AMX tiles, AVX-512 VNNI:
+        the same integers, several times faster). Only for layers whose inputs are integers
+        of at most 8 significant bits (8-bit activations, pixel features), which both hold
+        exactly."""
+        from .kernels import matmul_backends, pack_weights
 
-        if amx_layer() is not None:
-            self.tiles = pack_bf16_weights(self.weight.astype(np.int64))
+        backends = matmul_backends()
+        if backends:
+            self.packed = pack_weights(self.weight.astype(np.int64), backends[0])
 
     def __call__(self, x: np.ndarray, table: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
         """The layer on rows ``x``; with ``table`` [T, out] and ``rows`` [N], row i's
         ``acc`` also gets ``table[rows[i]]`` (integers: the sum stays exact) before the
         requantisation."""
-        if self.tiles is not None:
-            from .kernels import amx_layer
+        if self.packed is not None:
+            from .kernels import matmul_layer
 
-            tiled = amx_layer()
-            if tiled is not None:  # None if NZIP_NO_KERNEL was set since
-                return tiled(x, self.tiles, self.multiplier, self.offset, self.low, self.high, table, rows)
+            accelerated = matmul_layer(self.packed.backend)
+            if accelerated is not None:  # None if NZIP_NO_KERNEL was set since
+                return accelerated(x, self.packed, self.multiplier, self.offset, self.low, self.high, table, rows)
         acc = x @ self.weight
         accelerated = requantizer()
         if accelerated is not None and acc.flags.c_contiguous and acc.ndim == 2:
@@ -152,9 +155,9 @@ class ExactLocalNetwork:
         inside = pattern_inside(config.horizon).astype(np.float64)
         self.edge_table = (inside @ full.weight[ones].astype(np.float64) * INPUT_LIMIT).astype(np.float32)
         # every layer reads 8-bit activations or pixel features (the residual stream only
-        # through _to_activation): the AMX kernel applies to all of them
+        # through _to_activation): the matrix product accelerator applies to all of them
         for layer in [self.colour_input, *self.layers.values()]:
-            layer.use_tiles()
+            layer.use_accelerator()
 
     def tensors(self, prefix: str = "exact.") -> dict[str, np.ndarray]:
         out = {}
