@@ -5,8 +5,8 @@
   shipped model version; ``benchmarks/results/cifar10.json`` (the committed CIFAR-10 run)
   is installed as ``neuralzip/results/`` so that ``nzip models`` shows measured rates.
 * The optional C accelerators of the local codec (``_mixture``: mixture tables and ANS;
-  ``_matmul``: the exact network's matrix products on AMX tiles or with AVX-512 VNNI, on
-  CPUs that have them):
+  ``_matmul``: the exact network's matrix products on AMX tiles, with AVX-512 VNNI or with
+  AVX2, on CPUs that have them):
   ``optional=True``, so without a C compiler the build goes on and nzip uses the numpy
   code, which defines the same arithmetic (slower coding, identical files).
 """

@@ -7,7 +7,7 @@ grown to more residual blocks (:meth:`LocalModel.grow_from`: the added blocks st
 identity, so the mixture heads, whose search costs depend on them, are a trained model's;
 the matrix products cost the same whatever the weights), quantised as an export does,
 encode and decode the same class-spread CIFAR-10 test images in one batch with the codec's
-threads, once on each matrix product accelerator the CPU has (AMX tiles, AVX-512 VNNI) and
+threads, once on each matrix product accelerator the CPU has (AMX tiles, AVX-512 VNNI, AVX2) and
 once on the float32 path.
 JPEG-XL codes the same images in the same run, so the ratios hold across machines. Every
 round trip is checked exact. Writes ``benchmarks/results/local_sizes.json`` and ``.md``.

@@ -1,7 +1,8 @@
 /*
  * Accelerators for the local codec's exact network: a layer's matrix product with its
- * requantisation fused, on the AMX-BF16 tiles (Intel Sapphire Rapids and later) or with
- * AVX-512 VNNI (VPDPWSSD: Intel Cascade Lake / Ice Lake and later, AMD Zen 4 and later).
+ * requantisation fused, on the AMX-BF16 tiles (Intel Sapphire Rapids and later), with
+ * AVX-512 VNNI (VPDPWSSD: Intel Cascade Lake / Ice Lake and later, AMD Zen 4 and later) or
+ * with AVX2 (VPMADDWD: nearly every x86-64 CPU since 2013).
  *
  * The definition is ExactLayer in neuralzip/exact/local.py: acc = x . W (+ table[rows]),
  * out = clip(floor(float32(float32(acc) * M) + B), low, high). Why both backends give the
@@ -16,19 +17,20 @@
  *    with |lo| <= 128 (two exact bfloat16 weights, two products). TDPBF16PS multiplies
  *    bfloat16 pairs exactly (16-bit significands fit float32) and adds into float32: every
  *    partial sum is an integer below 2**24, so no addition rounds, in any order;
- *  - VNNI: inputs and weights are int16 (exact: |x| <= 255, |w| < 2**15), VPDPWSSD adds
- *    pairs of their products into int32 lanes without saturation: integer arithmetic,
- *    exact by construction; the int32 sum converts to float32 exactly (below 2**24);
+ *  - VNNI and AVX2: inputs and weights are int16 (exact: |x| <= 255, |w| < 2**15); VPDPWSSD
+ *    (VNNI) adds pairs of their products into int32 lanes without saturation, VPMADDWD
+ *    (AVX2) makes the same pair sums and VPADDD adds them: integer arithmetic, exact by
+ *    construction; the int32 sum converts to float32 exactly (below 2**24);
  *  - then float32(acc) * M and + B are two IEEE-754 float32 operations in separate
  *    instructions (compiled with -ffp-contract=off), clip and floor, as numpy does
- *    (requantize16, shared by both backends).
+ *    (requantize16 for the AVX-512 backends, requantize8 for AVX2).
  * tests/test_kernels.py checks identical outputs against the float32 path for each backend
  * this CPU has.
  *
  * Weights are packed by neuralzip/exact/kernels.py (pack_weights): for AMX, per block of 16
  * outputs and step of 32 inputs a 1 KB tile of 16 rows (input pairs) x 16 outputs x 2 (the
- * pair), as TDPBF16PS reads its second operand; for VNNI, per group of 64 outputs and pair
- * of inputs 64 x 2 int16 (four registers, one per 16 outputs). Linux must grant the process
+ * pair), as TDPBF16PS reads its second operand; for VNNI (AVX2), per group of 64 (32)
+ * outputs and pair of inputs 64 x 2 (32 x 2) int16: four registers of 16 (8) outputs. Linux must grant the process
  * the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM, done by nz_amx_init). Called through
  * ctypes (the GIL is released); PyInit__matmul only lets setuptools build the shared library.
  */
@@ -46,6 +48,7 @@ int nz_matmul_abi_version(void) { return 1; }
 #define NZ_AVX512 __attribute__((target("avx512f,avx512bw")))
 #define NZ_AMX __attribute__((target("avx512f,avx512bw,amx-tile,amx-bf16")))
 #define NZ_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#define NZ_AVX2 __attribute__((target("avx2")))
 
 static void cpuid(unsigned leaf, unsigned *a, unsigned *b, unsigned *c, unsigned *d) {
     __asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(0));
@@ -277,9 +280,113 @@ NZ_VNNI void nz_vnni_layer(int64_t n, int64_t k_in, const float *x, int64_t pair
         }
     }
 }
+
+/* ---- AVX2 (int16 pairs, VPMADDWD) ---------------------------------------------------- */
+
+#define AVX2_ROWS 3    /* rows per band: 3 rows x 4 registers of sums in the 16 ymm (weights read from L1) */
+#define AVX2_GROUP 32  /* outputs per group (four registers of 8 int32 sums) */
+#define AVX2_CHUNK 255 /* rows staged at once: each group's weights stay in L1 while they pass */
+
+/* 1 when the CPU has AVX2 and the operating system saves the ymm state. */
+int nz_avx2_init(void) {
+    unsigned a, b, c, d;
+    cpuid(1, &a, &b, &c, &d);
+    if (!((c >> 27) & 1) || !((c >> 28) & 1)) /* OSXSAVE, AVX */
+        return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0x6) != 0x6)
+        return 0;
+    cpuid(7, &a, &b, &c, &d);
+    return (b >> 5) & 1;
+}
+
+/* requantize16's rule on 8 sums. */
+static inline __attribute__((always_inline)) NZ_AVX2 void requantize8(__m256 acc, const float *add, int64_t column,
+                                                                       int64_t width, const float *multiplier,
+                                                                       const float *offset, __m256 lower,
+                                                                       __m256 upper, float *out_row) {
+    int valid = width - column < 8 ? (int)(width - column) : 8;
+    __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    if (add)
+        acc = _mm256_add_ps(acc, _mm256_maskload_ps(add + column, mask));
+    __m256 v = _mm256_mul_ps(acc, _mm256_maskload_ps(multiplier + column, mask));
+    v = _mm256_add_ps(v, _mm256_maskload_ps(offset + column, mask));
+    v = _mm256_min_ps(_mm256_max_ps(v, lower), upper);
+    _mm256_maskstore_ps(out_row + column, mask, _mm256_floor_ps(v));
+}
+
+/* nz_vnni_layer's product with AVX2: VPMADDWD multiplies int16 pairs and adds each pair into
+ * an int32 lane (exact: |x w| + |x w| < 2**31), VPADDD sums them; W packed as
+ * [groups][pairs][32][2] int16. */
+NZ_AVX2 void nz_avx2_layer(int64_t n, int64_t k_in, const float *x, int64_t pairs, int64_t groups,
+                           const int16_t *packed, const float *table, const int64_t *rows, const float *multiplier,
+                           const float *offset, float low, float high, int64_t width, float *out) {
+    static __thread int16_t staged[AVX2_CHUNK * MAX_K] __attribute__((aligned(64)));
+    const __m256 lower = _mm256_set1_ps(low), upper = _mm256_set1_ps(high);
+    const int64_t k_pad = 2 * pairs;
+    for (int64_t c0 = 0; c0 < n; c0 += AVX2_CHUNK) {
+        int64_t count = n - c0 < AVX2_CHUNK ? n - c0 : AVX2_CHUNK;
+        int64_t padded = (count + AVX2_ROWS - 1) / AVX2_ROWS * AVX2_ROWS;
+        for (int64_t i = 0; i < padded; i++) { /* int16 (exact: small integers), zero padded */
+            int16_t *dst = staged + i * k_pad;
+            if (i >= count) {
+                memset(dst, 0, k_pad * 2);
+                continue;
+            }
+            const float *src = x + (c0 + i) * k_in;
+            int64_t j = 0;
+            for (; j + 8 <= k_in; j += 8) {
+                __m256i v = _mm256_cvtps_epi32(_mm256_loadu_ps(src + j));
+                _mm_storeu_si128((__m128i *)(dst + j),
+                                 _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+            }
+            for (; j < k_in; j++) dst[j] = (int16_t)src[j];
+            for (; j < k_pad; j++) dst[j] = 0;
+        }
+        for (int64_t g = 0; g < groups; g++) {
+            const int16_t *w = packed + g * pairs * AVX2_GROUP * 2;
+            for (int64_t r = 0; r < padded; r += AVX2_ROWS) {
+                __m256i s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23;
+                s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = s20 = s21 = s22 = s23 = _mm256_setzero_si256();
+                const int16_t *band = staged + r * k_pad;
+                for (int64_t p = 0; p < pairs; p++) {
+                    const int16_t *wp = w + p * AVX2_GROUP * 2;
+                    __m256i w0 = _mm256_loadu_si256((const __m256i *)wp), w1 = _mm256_loadu_si256((const __m256i *)(wp + 16));
+                    __m256i w2 = _mm256_loadu_si256((const __m256i *)(wp + 32)), w3 = _mm256_loadu_si256((const __m256i *)(wp + 48));
+#define NZ_AVX2_ROW(i)                                                      \
+    {                                                                       \
+        int32_t word;                                                       \
+        memcpy(&word, band + (i) * k_pad + 2 * p, sizeof word);             \
+        __m256i a = _mm256_set1_epi32(word);                                \
+        s##i##0 = _mm256_add_epi32(s##i##0, _mm256_madd_epi16(a, w0));      \
+        s##i##1 = _mm256_add_epi32(s##i##1, _mm256_madd_epi16(a, w1));      \
+        s##i##2 = _mm256_add_epi32(s##i##2, _mm256_madd_epi16(a, w2));      \
+        s##i##3 = _mm256_add_epi32(s##i##3, _mm256_madd_epi16(a, w3));      \
+    }
+                    NZ_AVX2_ROW(0) NZ_AVX2_ROW(1) NZ_AVX2_ROW(2)
+#undef NZ_AVX2_ROW
+                }
+                const __m256i acc[AVX2_ROWS][4] = {{s00, s01, s02, s03}, {s10, s11, s12, s13}, {s20, s21, s22, s23}};
+                for (int64_t i = 0; i < AVX2_ROWS && r + i < count; i++) {
+                    int64_t row = c0 + r + i;
+                    const float *add = table ? table + rows[row] * width : NULL;
+                    for (int c = 0; c < 4; c++) {
+                        int64_t column = g * AVX2_GROUP + c * 8;
+                        if (column >= width)
+                            break;
+                        requantize8(_mm256_cvtepi32_ps(acc[i][c]), add, column, width, multiplier, offset, lower,
+                                    upper, out + row * width);
+                    }
+                }
+            }
+        }
+    }
+}
 #else
 int nz_amx_init(void) { return 0; }
 int nz_vnni_init(void) { return 0; }
+int nz_avx2_init(void) { return 0; }
 void nz_amx_layer(int64_t n, int64_t k_in, const float *x, int64_t k_pad, int64_t blocks, const uint16_t *lo_packed,
                   const uint16_t *hi_packed, const float *table, const int64_t *rows, const float *multiplier,
                   const float *offset, float low, float high, int64_t width, float *out) {
@@ -287,6 +394,12 @@ void nz_amx_layer(int64_t n, int64_t k_in, const float *x, int64_t k_pad, int64_
     (void)rows; (void)multiplier; (void)offset; (void)low; (void)high; (void)width; (void)out;
 }
 void nz_vnni_layer(int64_t n, int64_t k_in, const float *x, int64_t pairs, int64_t groups, const int16_t *packed,
+                   const float *table, const int64_t *rows, const float *multiplier, const float *offset, float low,
+                   float high, int64_t width, float *out) {
+    (void)n; (void)k_in; (void)x; (void)pairs; (void)groups; (void)packed; (void)table; (void)rows;
+    (void)multiplier; (void)offset; (void)low; (void)high; (void)width; (void)out;
+}
+void nz_avx2_layer(int64_t n, int64_t k_in, const float *x, int64_t pairs, int64_t groups, const int16_t *packed,
                    const float *table, const int64_t *rows, const float *multiplier, const float *offset, float low,
                    float high, int64_t width, float *out) {
     (void)n; (void)k_in; (void)x; (void)pairs; (void)groups; (void)packed; (void)table; (void)rows;

@@ -1,6 +1,6 @@
 """The optional C accelerators of the local codec: its mixture coding, batched ANS encoding
 and the exact layers' requantisation (``_mixture.c``), and the exact layers' matrix
-products on AMX tiles or with AVX-512 VNNI (``_matmul.c``).
+products on AMX tiles, with AVX-512 VNNI or with AVX2 (``_matmul.c``).
 
 :func:`kernel`, :func:`ans_kernel`, :func:`requantizer` and :func:`matmul_layer` return
 them, or None when they were not built (no C compiler at install time), the CPU lacks the
@@ -222,21 +222,21 @@ def requantizer():
     return requantize
 
 
-# ---- the exact layers' matrix products on AMX tiles or with AVX-512 VNNI (_matmul.c) ------
+# ---- the exact layers' matrix products on AMX tiles, AVX-512 VNNI or AVX2 (_matmul.c) -----
 
 MATMUL_ABI_VERSION = 1  # nz_matmul_abi_version() of the _matmul.c this module calls
 MATMUL_MAX_INPUTS = 1024  # inputs per row _matmul.c stages (MAX_K)
 BF16_EXACT = 256  # the largest integer magnitude bfloat16 holds with all smaller ones
-MATMUL_BACKENDS = ("amx", "vnni")  # in order of preference (AMX is the faster where both exist)
-VNNI_GROUP = 64  # outputs per packed group of the VNNI kernel
+MATMUL_BACKENDS = ("amx", "vnni", "avx2")  # in order of preference (the fastest first where several run)
+INT16_GROUPS = {"vnni": 64, "avx2": 32}  # outputs per packed group of the int16 kernels
 
 
 @dataclass(frozen=True)
 class PackedWeights:
     """One layer's integer weights in a backend's layout (see :func:`pack_weights`)."""
 
-    backend: str  # "amx" or "vnni"
-    low: np.ndarray  # amx: uint16 bfloat16 bits [blocks, steps, 16, 16, 2]; vnni: int16 [groups, pairs, 64, 2]
+    backend: str  # "amx", "vnni" or "avx2"
+    low: np.ndarray  # amx: uint16 bfloat16 bits [blocks, steps, 16, 16, 2]; vnni, avx2: int16 [groups, pairs, G, 2]
     high: np.ndarray | None  # amx only: the multiples of 256, when some |w| > 256
     fan_in: int
     width: int
@@ -256,17 +256,19 @@ def pack_weights(weight: np.ndarray, backend: str) -> PackedWeights:
 
     amx: per block of 16 outputs and step of 32 inputs one tile of [16 input pairs, 16
     outputs, 2]; weights beyond +-256 split exactly as ``lo + 256 hi`` with |lo| <= 128.
-    vnni: per group of 64 outputs and pair of inputs [64 outputs, 2] int16 (|w| < 2**15)."""
+    vnni, avx2: per group of G outputs (64, 32) and pair of inputs [G outputs, 2] int16
+    (|w| < 2**15)."""
     weight = np.asarray(weight, dtype=np.int64)
     fan_in, width = weight.shape
-    if backend == "vnni":
+    if backend in INT16_GROUPS:
         if np.abs(weight).max(initial=0) >= 1 << 15:
-            raise ValueError("vnni layer: weights beyond int16")
-        k_pad, groups = fan_in + fan_in % 2, -(-width // VNNI_GROUP)
-        full = np.zeros((k_pad, groups * VNNI_GROUP), dtype=np.int16)
+            raise ValueError(f"{backend} layer: weights beyond int16")
+        group = INT16_GROUPS[backend]
+        k_pad, groups = fan_in + fan_in % 2, -(-width // group)
+        full = np.zeros((k_pad, groups * group), dtype=np.int16)
         full[:fan_in, :width] = weight
-        # [pairs, 2, groups, 64] -> [groups, pairs, 64, 2]
-        packed = full.reshape(k_pad // 2, 2, groups, VNNI_GROUP).transpose(2, 0, 3, 1)
+        # [pairs, 2, groups, G] -> [groups, pairs, G, 2]
+        packed = full.reshape(k_pad // 2, 2, groups, group).transpose(2, 0, 3, 1)
         return PackedWeights(backend, np.ascontiguousarray(packed), None, fan_in, width)
     if backend != "amx":
         raise ValueError(f"unknown matrix product backend {backend!r}")
@@ -290,14 +292,15 @@ def _matmul_library() -> ctypes.CDLL | None:
     if library is None:
         return None  # not built, or built from another source
     pointer, size, single = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-    for name in ("nz_amx_layer", "nz_vnni_layer"):
+    for name in ("nz_amx_layer", "nz_vnni_layer", "nz_avx2_layer"):
         getattr(library, name).restype = None
     # n, k_in, x, k_pad, blocks, lo, hi, table, rows, multiplier, offset, low, high, width, out
     library.nz_amx_layer.argtypes = [size, size, pointer, size, size, pointer, pointer, pointer, pointer,
                                      pointer, pointer, single, single, size, pointer]
     # n, k_in, x, pairs, groups, packed, table, rows, multiplier, offset, low, high, width, out
-    library.nz_vnni_layer.argtypes = [size, size, pointer, size, size, pointer, pointer, pointer,
-                                      pointer, pointer, single, single, size, pointer]
+    for name in ("nz_vnni_layer", "nz_avx2_layer"):
+        getattr(library, name).argtypes = [size, size, pointer, size, size, pointer, pointer, pointer,
+                                           pointer, pointer, single, single, size, pointer]
     return library
 
 
@@ -312,8 +315,7 @@ def _usable_backends() -> tuple[str, ...]:
 
 def matmul_backends() -> tuple[str, ...]:
     """The accelerated matrix product backends this CPU runs, best first (empty when the
-    accelerator is not built, on CPUs with neither AMX nor AVX-512 VNNI, or with
-    NZIP_NO_KERNEL=1)."""
+    accelerator is not built, on CPUs without AVX2, or with NZIP_NO_KERNEL=1)."""
     if os.environ.get("NZIP_NO_KERNEL") == "1":
         return ()
     return _usable_backends()
@@ -354,7 +356,7 @@ def matmul_layer(backend: str | None = None):
                                  table_pointer, rows_pointer, multiplier.ctypes.data, offset.ctypes.data, low, high,
                                  weights.width, out.ctypes.data)
         else:
-            library.nz_vnni_layer(n, fan_in, x.ctypes.data, weights.low.shape[1], weights.low.shape[0],
+            getattr(library, f"nz_{backend}_layer")(n, fan_in, x.ctypes.data, weights.low.shape[1], weights.low.shape[0],
                                   weights.low.ctypes.data, table_pointer, rows_pointer, multiplier.ctypes.data,
                                   offset.ctypes.data, low, high, weights.width, out.ctypes.data)
         return out

@@ -15,11 +15,11 @@ products in **float32** suit that, and they are exact here by construction:
   SIMD or scalar loop), then a floor; the clamp to 0..255 is the ReLU;
 * the head's output is in the fixed point of :mod:`neuralzip.exact.mixture` (2**-12), where
   the exact mixture tables take over.
-* on CPUs with AMX or AVX-512 VNNI the same products run in ``_matmul.c`` (several times
+* on CPUs with AMX, AVX-512 VNNI or AVX2 the same products run in ``_matmul.c`` (2-4x
   faster): on the AMX-BF16 tiles, because every layer input is an integer of at most 8
   significant bits, which bfloat16 holds exactly, weights beyond +-256 are split exactly into
-  two bfloat16 parts and the float32 sums are the same exact integers; with VNNI as int16
-  products summed in int32, integer arithmetic. The outputs are identical (tested).
+  two bfloat16 parts and the float32 sums are the same exact integers; with VNNI or AVX2 as
+  int16 products summed in int32, integer arithmetic. The outputs are identical (tested).
 
 Scales: each 8-bit activation channel has its own scale (from calibration data, or the
 quantisation-aware training's buffers), folded into the next layer's weights; each weight
@@ -83,8 +83,8 @@ class ExactLayer:
     packed: object = None  # the weights for the matrix product accelerator (kernels.PackedWeights)
 
     def use_accelerator(self) -> None:
-        """Run on the best matrix product accelerator this CPU has (AMX tiles, AVX-512 VNNI:
-        the same integers, several times faster). Only for layers whose inputs are integers
+        """Run on the best matrix product accelerator this CPU has (AMX tiles, AVX-512 VNNI,
+        AVX2: the same integers, 2-4x faster). Only for layers whose inputs are integers
         of at most 8 significant bits (8-bit activations, pixel features), which both hold
         exactly."""
         from .kernels import matmul_backends, pack_weights
