@@ -117,6 +117,29 @@ def test_requantisation_matches_numpy(low, high):
     assert len(np.unique(expected)) > 100 and (expected == low).any() and (expected == high).any()
 
 
+@pytest.mark.parametrize("with_branch", [False, True])
+def test_residual_step_matches_numpy(with_branch, monkeypatch):
+    from neuralzip.exact.kernels import residual_stepper
+    from neuralzip.exact.local import ACTIVATION_TOP, STREAM_LIMIT, residual_step
+
+    rng = np.random.default_rng(7)
+    stream = rng.integers(-STREAM_LIMIT, STREAM_LIMIT + 1, (211, 131)).astype(np.float32)  # odd width: scalar tail
+    branch = rng.integers(-STREAM_LIMIT, STREAM_LIMIT + 1, stream.shape).astype(np.float32) if with_branch else None
+    rescale = (rng.random(131) * 10.0 ** rng.uniform(-6, -2, 131)).astype(np.float32)
+    rescale[:5] = np.float32(2.0 ** -10)  # exact products plus one half: floor at ties
+    assert residual_stepper() is not None
+    accelerated_stream = stream.copy()
+    accelerated = residual_step(accelerated_stream, branch, rescale)
+    monkeypatch.setenv("NZIP_NO_KERNEL", "1")
+    numpy_stream = stream.copy()
+    expected = residual_step(numpy_stream, branch, rescale)
+    assert np.array_equal(accelerated_stream, numpy_stream) and np.array_equal(accelerated, expected)
+    assert (expected == 0).any() and (expected == ACTIVATION_TOP).any() and len(np.unique(expected)) > 100
+    if with_branch:
+        assert (numpy_stream == STREAM_LIMIT).any() and (numpy_stream == -STREAM_LIMIT).any()
+        assert not np.array_equal(numpy_stream, stream)
+
+
 def test_a_library_built_from_another_source_is_not_used(monkeypatch):
     """The C tables' layout is part of the library's ABI: a stale build (an editable install
     whose library predates _mixture.c) must fall back to numpy, never be fed another layout."""

@@ -160,7 +160,7 @@ static void posterior(const Constants *q, const int64_t *below, const int64_t *a
 
 /* The layout of Constants and Tables that kernels.py must pass: a stale build (an editable
  * install whose library predates this file) is refused rather than fed the wrong layout. */
-int nz_abi_version(void) { return 3; }
+int nz_abi_version(void) { return 4; }
 
 static int valid(const Constants *q) {
     return q->k >= 1 && q->k <= MAX_K && q->c >= 1 && q->c <= MAX_C;
@@ -312,6 +312,48 @@ void nz_requantize(int64_t n, int64_t width, float *acc, const float *multiplier
             v = v < low ? low : (v > high ? high : v);
             float t = (float)(int32_t)v;
             row[j] = t > v ? t - 1.0f : t;
+        }
+    }
+}
+
+/* The residual stream step of local models with blocks (exact/local.py, residual_step), on
+ * stream [n, width] float32 in place: with a branch (NULL: none), stream = clip(stream +
+ * branch, -limit, limit) (integers below 2**21: exact); then the 8-bit activation read from
+ * it, activation = clip(floor(stream * rescale + 0.5), 0, top) with rescale per column, the
+ * product and the sum float32 IEEE-754 basic operations (no FMA contraction), as numpy's.
+ * Clipping to [0, top] first makes the floor a truncation. One pass instead of numpy's six. */
+void nz_residual(int64_t n, int64_t width, float *stream, const float *branch, const float *rescale, float limit,
+                 float top, float *activation) {
+    for (int64_t i = 0; i < n; i++) {
+        float *row = stream + i * width;
+        const float *add = branch ? branch + i * width : NULL;
+        float *out = activation + i * width;
+        int64_t j = 0;
+#if defined(__SSE2__)
+        const __m128 lim = _mm_set1_ps(limit), neg = _mm_set1_ps(-limit), zero = _mm_setzero_ps(),
+                     hi = _mm_set1_ps(top), half = _mm_set1_ps(0.5f);
+        for (; j + 4 <= width; j += 4) {
+            __m128 s = _mm_loadu_ps(row + j);
+            if (add) {
+                s = _mm_min_ps(_mm_max_ps(_mm_add_ps(s, _mm_loadu_ps(add + j)), neg), lim);
+                _mm_storeu_ps(row + j, s);
+            }
+            __m128 v = _mm_add_ps(_mm_mul_ps(s, _mm_loadu_ps(rescale + j)), half);
+            v = _mm_min_ps(_mm_max_ps(v, zero), hi);
+            _mm_storeu_ps(out + j, _mm_cvtepi32_ps(_mm_cvttps_epi32(v)));
+        }
+#endif
+        for (; j < width; j++) {
+            float s = row[j];
+            if (add) {
+                s = s + add[j];
+                s = s < -limit ? -limit : (s > limit ? limit : s);
+                row[j] = s;
+            }
+            float v = s * rescale[j];
+            v = v + 0.5f;
+            v = v < 0.0f ? 0.0f : (v > top ? top : v);
+            out[j] = (float)(int32_t)v;
         }
     }
 }

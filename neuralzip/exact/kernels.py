@@ -23,7 +23,7 @@ import numpy as np
 from ..coding import TOTAL
 from . import mixture as m
 
-ABI_VERSION = 3  # nz_abi_version() of the _mixture.c this module calls
+ABI_VERSION = 4  # nz_abi_version() of the _mixture.c this module calls
 _I64P = ctypes.POINTER(ctypes.c_int64)
 _U64P = ctypes.POINTER(ctypes.c_uint64)
 _I32P = ctypes.POINTER(ctypes.c_int32)
@@ -165,6 +165,9 @@ def _library() -> ctypes.CDLL | None:
     library.nz_requantize.restype = None
     library.nz_requantize.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                                       ctypes.c_float, ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p]
+    library.nz_residual.restype = None
+    library.nz_residual.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                    ctypes.c_float, ctypes.c_float, ctypes.c_void_p]
     return library
 
 
@@ -220,6 +223,37 @@ def requantizer():
                  table.ctypes.data, rows.ctypes.data)
 
     return requantize
+
+
+def residual_stepper():
+    """``step(stream, branch, rescale, limit, top) -> activation``: the local network's
+    residual stream step (:func:`neuralzip.exact.local.residual_step`) in one C pass, on
+    C-contiguous float32 [n, width] arrays (``stream`` updated in place, ``branch`` may be
+    None), or None (not built, or NZIP_NO_KERNEL=1)."""
+    if os.environ.get("NZIP_NO_KERNEL") == "1":
+        return None
+    library = _library()
+    if library is None:
+        return None
+    function = library.nz_residual
+
+    def step(stream: np.ndarray, branch: np.ndarray | None, rescale: np.ndarray, limit: float, top: float) -> np.ndarray:
+        n, width = stream.shape
+        if not (stream.flags.c_contiguous and stream.dtype == np.float32):
+            raise ValueError("residual step: the stream must be C-contiguous float32")
+        if branch is not None:
+            branch = np.ascontiguousarray(branch, dtype=np.float32)
+            if branch.shape != stream.shape:
+                raise ValueError("residual step: the branch does not match the stream")
+        rescale = np.ascontiguousarray(rescale, dtype=np.float32)
+        if rescale.shape != (width,):
+            raise ValueError("residual step: one rescale per column")
+        activation = np.empty_like(stream)
+        function(n, width, stream.ctypes.data, None if branch is None else branch.ctypes.data, rescale.ctypes.data,
+                 limit, top, activation.ctypes.data)
+        return activation
+
+    return step
 
 
 # ---- the exact layers' matrix products on AMX tiles, AVX-512 VNNI or AVX2 (_matmul.c) -----

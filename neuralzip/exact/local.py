@@ -46,7 +46,7 @@ import numpy as np
 
 from ..nets.neighbourhood import LocalConfig, neighbour_offsets
 from .fixedpoint import ACT_FRAC
-from .kernels import requantizer
+from .kernels import requantizer, residual_stepper
 
 FLOAT32_EXACT = 1 << 24
 INPUT_LIMIT = 255  # |feature| and the largest 8-bit activation
@@ -155,7 +155,7 @@ class ExactLocalNetwork:
         inside = pattern_inside(config.horizon).astype(np.float64)
         self.edge_table = (inside @ full.weight[ones].astype(np.float64) * INPUT_LIMIT).astype(np.float32)
         # every layer reads 8-bit activations or pixel features (the residual stream only
-        # through _to_activation): the matrix product accelerator applies to all of them
+        # through residual_step): the matrix product accelerator applies to all of them
         for layer in [self.colour_input, *self.layers.values()]:
             layer.use_accelerator()
 
@@ -187,20 +187,30 @@ class ExactLocalNetwork:
         layers, config = self.layers, self.config
         x = self.colour_input(features, self.edge_table, patterns)
         if config.blocks:
-            stream = x
-            for b in range(config.blocks):
-                y = _to_activation(stream, self.rescale[b])
-                for i in range(3):
-                    y = layers[f"block{b}.{i}"](y)
-                stream = np.clip(stream + y, -STREAM_LIMIT, STREAM_LIMIT)  # exact: integers below 2**21
-            x = _to_activation(stream, self.rescale[config.blocks])
+            stream, branch = x, None
+            for b in range(config.blocks + 1):
+                x = residual_step(stream, branch, self.rescale[b])
+                if b < config.blocks:
+                    branch = x
+                    for i in range(3):
+                        branch = layers[f"block{b}.{i}"](branch)
         x = layers["hidden"](x)
         return layers["head"](x).astype(np.int64)
 
 
-def _to_activation(stream: np.ndarray, rescale: np.ndarray) -> np.ndarray:
-    """The ReLU of the residual stream as 8-bit activations (per-channel rescale, float32
-    basic operations as in :class:`ExactLayer`)."""
+def residual_step(stream: np.ndarray, branch: np.ndarray | None, rescale: np.ndarray) -> np.ndarray:
+    """One step of the residual stream, float32 [N, width] integers: ``stream`` becomes
+    ``clip(stream + branch, -STREAM_LIMIT, STREAM_LIMIT)`` in place (exact: integers below
+    2**21; no branch: unchanged), and the ReLU of the result is returned as 8-bit activations,
+    ``clip(floor(stream * rescale + 0.5), 0, 255)`` (per-channel rescale, float32 basic
+    operations as in :class:`ExactLayer`). The C accelerator does both in one pass, with the
+    same values (tested)."""
+    step = residual_stepper() if stream.flags.c_contiguous and stream.dtype == np.float32 else None
+    if step is not None:
+        return step(stream, branch, rescale, float(STREAM_LIMIT), float(ACTIVATION_TOP))
+    if branch is not None:
+        np.add(stream, branch, out=stream)
+        np.clip(stream, -STREAM_LIMIT, STREAM_LIMIT, out=stream)
     return np.clip(np.floor(stream * rescale + np.float32(0.5)), 0, ACTIVATION_TOP)
 
 
