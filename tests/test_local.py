@@ -159,6 +159,39 @@ def test_quantisation_aware_forward_tracks_the_exact_code_length(blocks):
     assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(pictures, decoded))
 
 
+@pytest.mark.parametrize("percentile", [99.999, 99.9, 97.0])
+def test_activation_scales_are_numpys_percentile_over_every_row(percentile):
+    """The scales keep only each channel's largest values, yet equal np.percentile over all
+    rows of all calibration images, bit for bit (batches of unequal size included)."""
+    import torch
+
+    model = tiny_local_model(blocks=1)
+    images = np.stack([smooth_image(12, 12, seed=s) for s in range(23)])
+    captured = {}
+
+    class Recorder:
+        def activation(self, name, a):
+            captured.setdefault(name, []).append(a.detach())
+            return torch.relu(a)
+
+        def weight(self, name, w, b):
+            return w, b
+
+        def accumulator(self, name, a):
+            return a
+
+    model.quantizer = Recorder()
+    with torch.no_grad():
+        model.head(torch.from_numpy(images))
+    model.quantizer = None
+    scales = activation_scales(model, images, batch=10, percentile=percentile)
+    assert set(scales) == set(captured)
+    for name, parts in captured.items():
+        rows = torch.relu(torch.cat(parts)).numpy()
+        expected = np.maximum(np.percentile(rows, percentile, axis=0), 1e-6) / 255
+        assert expected.dtype == scales[name].dtype and np.array_equal(expected, scales[name])
+
+
 def test_rounded_relu_passes_gradients_where_its_output_is_positive():
     """Quantisation-aware training's activation: the exact network's 8-bit ReLU forward,
     the identity's gradient where that is positive and none where it is zero (clipped
