@@ -127,9 +127,11 @@ class _Estimator:
         sampled = sum(len(p) for p in codec.encode(tiles).payloads)
         return 8.0 * sampled * image.width * image.height / (len(tiles) * tile * tile)
 
-    def bits(self, codec: Codec, reference_bits: float) -> float:
+    def bits(self, codec: Codec, reference_bits: float, target: float) -> float:
+        """The estimated bits of the image coded by ``codec``; ``target``: the size it must
+        come within to be coded (an estimate far above it may be rough)."""
         if hasattr(codec, "estimate_bits"):
-            return float(codec.estimate_bits(self.image))
+            return float(codec.estimate_bits(self.image, target))
         if codec.kind == "neural":
             return self._tile_bits(codec)
         return reference_bits * self._crop_bits(codec.name, SAMPLE_SIDE) / max(1.0, self._crop_bits(self.reference, SAMPLE_SIDE))
@@ -181,7 +183,7 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
                 if i not in estimators:
                     estimators[i] = _Estimator(image, next(iter(tried[i])))
                 reference_bits = 8.0 * len(tried[i][estimators[i].reference][0])
-                guess = estimators[i].bits(codec, reference_bits)
+                guess = estimators[i].bits(codec, reference_bits, best_bits * SAMPLE_MARGIN)
                 spent[i] += time.perf_counter() - started
                 if guess > best_bits * SAMPLE_MARGIN:
                     skipped[i][name] = (f"estimated {guess / image.subpixels:.3f} bits/sub-pixel from a sample, "

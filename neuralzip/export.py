@@ -159,6 +159,8 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
                          "note": "EMA weights, float32 evaluation; coded bpd is in benchmarks/results", **coded, **extra},
         "exported": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         **({"note": note} if note else {}),
+        # how files made with this version are coded: fixed for the version's life, read by its codec
+        **({"coding": {"head_offsets": True}} if meta["family"] == "local" else {}),
         **(extra_card or {}),
     }
     card_file = directory / f"{stem}.json"

@@ -17,13 +17,19 @@ padded (neighbours outside the image read as zeros, see :class:`~neuralzip.exact
 Any size from 1x1 up. Grey images are seen as R = G = B and code one channel; an alpha plane
 is coded beside the colour by the smaller of PNG and JPEG-XL.
 
+Model versions whose card enables them adapt to each large image: the encoder fits offsets
+that the decoder adds to every head (:mod:`~neuralzip.codecs.head_offsets`).
+
 Payload: [alpha plane, only for RGBA/LA: codec id byte, varint length, bytes]
+[head offsets, only with a model that enables them and an image of at least
+:data:`~neuralzip.codecs.head_offsets.MIN_PIXELS` pixels]
 [S - 1 varint stream lengths in bytes] [the S streams' bytes], S = :func:`~neuralzip.exact.wavefront.stream_count`.
 Decoding imports no torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -38,6 +44,7 @@ from ..nets.neighbourhood import LocalConfig
 from ..progress import progress
 from ..threads import codec_threads
 from ..exact import wavefront
+from . import head_offsets
 from .base import Encoded, PerImageCodec, ImageShape, PayloadError, UnsupportedImageError
 from .tiles import ALPHA_MODES, COLOUR_CHANNELS, decode_alpha, encode_alpha, join_streams, split_streams
 
@@ -84,6 +91,8 @@ class LocalCodec(PerImageCodec):
         self.network = network
         self._hash = model_hash
         self.card = card or {}
+        self.head_offsets = head_offsets.enabled(self.card)  # fixed by the model version: part of its format
+        self._last_fit = None  # (image key, fitted offsets) of the last image fitted
         self.mixture = ExactMixture(MixtureLayout(config.channels, config.mixtures))
         if name is not None:
             self.name = name
@@ -131,13 +140,56 @@ class LocalCodec(PerImageCodec):
             groups.setdefault((image.height, image.width, COLOUR_CHANNELS[image.mode]), []).append(index)
         for (h, w, c), members in groups.items():
             colour = np.stack([images[i].pixels[:, :, :c] for i in members])
-            streams, bits = self._encode_same_size(colour, [self.checksum(images[i]) for i in members])
+            units = [self.fitted_offsets(colour[k]) for k in range(len(members))] if self._carries_offsets(h, w) else None
+            offsets = None if units is None else self._head_units(units)
+            streams, bits = self._encode_same_size(colour, [self.checksum(images[i]) for i in members], offsets)
             for k, i in enumerate(members):
                 image = images[i]
                 alpha = encode_alpha(image.pixels[:, :, -1]) if image.mode in ALPHA_MODES else b""
-                payloads[i] = alpha + join_streams(streams[k])
-                nll[i] = float(bits[k]) + 8 * len(alpha)
+                block = head_offsets.encode_block(units[k]) if units is not None else b""
+                payloads[i] = alpha + block + join_streams(streams[k])
+                nll[i] = float(bits[k]) + 8 * (len(alpha) + len(block))
         return Encoded(payloads, nll)
+
+    def _carries_offsets(self, height: int, width: int) -> bool:
+        return self.head_offsets and head_offsets.carries_block(height, width)
+
+    def _head_units(self, units: list[np.ndarray | None]) -> np.ndarray | None:
+        """Per image offsets in head units int64 [B, size] (zeros for an image without), or
+        None when no image has any."""
+        if all(u is None for u in units):
+            return None
+        size = self.mixture.layout.size
+        return np.stack([np.zeros(size, np.int64) if u is None else u * head_offsets.OFFSET_UNIT for u in units])
+
+    def fitted_offsets(self, colour: np.ndarray) -> np.ndarray | None:
+        """The head offsets (stored units int64 [size]) fitted to one image uint8 [H, W, c],
+        or None where they would not pay for their bytes (judged by the exact code length of
+        the fitting sample, scaled to the image). A function of the pixels alone (a fixed
+        sample, a deterministic fit); the last image's result is kept, so that auto's
+        estimate and the encoding that follows fit once."""
+        key = (colour.shape, hashlib.blake2b(np.ascontiguousarray(colour).data, digest_size=16).digest())
+        last = self._last_fit
+        if last is not None and last[0] == key:
+            return last[1]
+        h, w, c = colour.shape
+        n = h * w
+        flat = np.arange(n) if n <= head_offsets.FIT_PIXELS else np.sort(
+            np.random.default_rng(1).choice(n, head_offsets.FIT_PIXELS, replace=False))
+        rows, columns = np.divmod(flat, w)
+        head = self.network.run(sampled_features(colour, rows, columns, self.config.horizon),
+                                edge_patterns(rows, columns, w, self.config.horizon))
+        values = colour[rows, columns].astype(np.int64)
+        units = head_offsets.fit(head, values, self.mixture.layout, codec_threads())
+        if units.any():
+            saved = (self._sample_bits(head, values)
+                     - self._sample_bits(head_offsets.apply(head, units * head_offsets.OFFSET_UNIT), values)) * n / len(flat)
+            cost = 8 * (len(head_offsets.encode_block(units)) - len(head_offsets.encode_block(None)))
+            units = units if saved > cost else None
+        else:
+            units = None
+        self._last_fit = (key, units)  # one assignment: a concurrent reader sees the old pair or the new
+        return units
 
     def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
         """Like :meth:`decode`, but a bad payload only fails its own image: returns, per
@@ -155,7 +207,8 @@ class LocalCodec(PerImageCodec):
         for (h, w, c), members in groups.items():
             for start in range(0, len(members), DECODE_BATCH):
                 chunk = members[start : start + DECODE_BATCH]
-                colour, seals = self._decode_same_size([parsed[i][1] for i in chunk], h, w, c)
+                offsets = self._head_units([parsed[i][2] for i in chunk])
+                colour, seals = self._decode_same_size([parsed[i][1] for i in chunk], h, w, c, offsets)
                 for k, i in enumerate(chunk):
                     if seals[k] < 0:
                         results[i] = PayloadError(f"{self.name} payload is corrupt (a stream was not consumed exactly)")
@@ -167,18 +220,22 @@ class LocalCodec(PerImageCodec):
         return results
 
     def _parse(self, payload: bytes, shape: ImageShape):
-        """(alpha plane or None, the image's streams) of one payload."""
+        """(alpha plane or None, the image's streams, its head offsets' stored units or None)
+        of one payload."""
         if shape.mode not in COLOUR_CHANNELS:
             raise PayloadError(f"{self.name} payload for an image of mode {shape.mode}")
-        pos, alpha = 0, None
+        pos, alpha, units = 0, None, None
         if shape.mode in ALPHA_MODES:
             alpha, pos = decode_alpha(payload, pos, shape, self.name)
+        if self._carries_offsets(shape.height, shape.width):
+            units, pos = head_offsets.decode_block(payload, pos, self.mixture.layout.size, self.name)
         count = wavefront.stream_count(shape.height, shape.width, self.config.horizon)
-        return alpha, split_streams(payload[pos:], count, self.name)
+        return alpha, split_streams(payload[pos:], count, self.name), units
 
     # ---- the network and the mixture -------------------------------------------------------
     def intervals(self, colour: np.ndarray, condition: np.ndarray | None = None,
-                  slot: np.ndarray | None = None, slots: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  slot: np.ndarray | None = None, slots: int | None = None,
+                  offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(left cumulative, frequency) int32 [B, slots, c] (values below 2**24 + 1: half the
         memory of int64 on large images) of every sub-pixel of same-size images uint8
         [B, H, W, c] (c = 3, or 1 for grey), and each image's ideal code length in bits
@@ -187,7 +244,8 @@ class LocalCodec(PerImageCodec):
         is written by the threads that compute it); unused slots hold the interval [0, 1).
         Computed in chunks of at most ``ENCODE_PIXELS`` pixels (whole images, or rows of one
         large image). Conditional models take each pixel's features ``condition`` float32
-        [B, H * W, F]."""
+        [B, H * W, F]; ``offsets`` int64 [B, size] are added to each image's heads (head
+        offsets, in head units)."""
         b, h, w, c = colour.shape
         if slot is None:
             slot, slots = np.arange(h * w), h * w
@@ -208,11 +266,14 @@ class LocalCodec(PerImageCodec):
             lo = np.empty(values.shape, dtype=np.int32)
             freq = np.empty(values.shape, dtype=np.int32)
             # network and mixture block by block: a block's activations and heads stay in cache
+            pixels = span.stop - span.start
             for start in range(0, len(values), NETWORK_ROWS):
                 block = slice(start, start + NETWORK_ROWS)
-                lo[block], freq[block] = self._channel_intervals(self.network.run(features[block], patterns[block]),
-                                                                 values[block].astype(np.int64))
-            pixels = span.stop - span.start
+                head = self.network.run(features[block], patterns[block])
+                if offsets is not None:  # rows are image-major: row r is image batch.start + r // pixels
+                    image = batch.start + np.arange(start, min(start + NETWORK_ROWS, len(values))) // pixels
+                    head = head_offsets.apply(head, offsets[image])
+                lo[block], freq[block] = self._channel_intervals(head, values[block].astype(np.int64))
             left[batch, slot[span]] = lo.reshape(-1, pixels, c)
             frequency[batch, slot[span]] = freq.reshape(-1, pixels, c)
             return (24.0 - np.log2(freq.astype(np.float64))).reshape(-1, pixels * c).sum(axis=1)
@@ -246,10 +307,14 @@ class LocalCodec(PerImageCodec):
             total += float(self.intervals(images[start : start + batch])[2].sum())
         return total / images.size
 
-    def estimate_bits(self, image: PixelImage) -> float:
+    def estimate_bits(self, image: PixelImage, target: float | None = None) -> float:
         """The payload's size in bits, estimated from the exact code length of a fixed
         sample of ``ESTIMATE_PIXELS`` pixels (all of them in small images) plus the alpha
-        plane; cheap, because a pixel's code length needs only its own neighbourhood."""
+        plane; cheap, because a pixel's code length needs only its own neighbourhood.
+        Where the encoder would fit head offsets, the estimate includes them (the fit is
+        kept for the encoder: :meth:`fitted_offsets`), unless ``target`` is given and the
+        unadapted estimate is beyond what offsets save (``head_offsets.MAX_GAIN``) from it:
+        then the unadapted estimate, above ``target``, is enough."""
         self.check(image)
         c = COLOUR_CHANNELS[image.mode]
         colour = image.pixels[:, :, :c]
@@ -261,11 +326,24 @@ class LocalCodec(PerImageCodec):
         rows, columns = np.divmod(flat, image.width)
         head = self.network.run(sampled_features(colour, rows, columns, self.config.horizon),
                                 edge_patterns(rows, columns, image.width, self.config.horizon))
-        _, frequency = self._channel_intervals(head, colour[rows, columns].astype(np.int64))
-        bits = float((24.0 - np.log2(frequency.astype(np.float64))).sum()) * n / len(flat)
-        if image.mode in ALPHA_MODES:
-            bits += 8 * len(encode_alpha(image.pixels[:, :, -1]))
+        values = colour[rows, columns].astype(np.int64)
+        scale = n / len(flat)
+        alpha = 8 * len(encode_alpha(image.pixels[:, :, -1])) if image.mode in ALPHA_MODES else 0
+        bits = self._sample_bits(head, values) * scale + alpha
+        if self._carries_offsets(image.height, image.width):
+            if target is not None and bits > target * (1 + head_offsets.MAX_GAIN):
+                return bits
+            units = self.fitted_offsets(colour)
+            block = 8 * len(head_offsets.encode_block(units))
+            if units is not None:
+                head = head_offsets.apply(head, units * head_offsets.OFFSET_UNIT)
+            bits = self._sample_bits(head, values) * scale + alpha + block
         return bits
+
+    def _sample_bits(self, head: np.ndarray, values: np.ndarray) -> float:
+        """The exact code length in bits of pixels ``values`` int64 [N, c] under ``head``."""
+        _, frequency = self._channel_intervals(head, values)
+        return float((24.0 - np.log2(frequency.astype(np.float64))).sum())
 
     def pixel_bits(self, image: PixelImage) -> np.ndarray:
         """The model's code length of every pixel in bits (channels summed), float [H, W]."""
@@ -276,11 +354,13 @@ class LocalCodec(PerImageCodec):
         return bits.reshape(image.height, image.width)
 
     # ---- streams ---------------------------------------------------------------------------
-    def _encode_same_size(self, colour: np.ndarray, seals: list[int]) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    def _encode_same_size(self, colour: np.ndarray, seals: list[int],
+                          offsets: np.ndarray | None = None) -> tuple[list[list[np.ndarray]], np.ndarray]:
         """Each image's streams and ideal code length (bits) for same-size images; image
-        k's first stream starts from ``seals[k]`` (its checksum), the others empty."""
+        k's first stream starts from ``seals[k]`` (its checksum), the others empty; image k's
+        heads get ``offsets[k]`` (head units) where given."""
         b = len(colour)
-        left, frequency, lengths, bits = self.stream_sequences(colour)
+        left, frequency, lengths, bits = self.stream_sequences(colour, offsets=offsets)
         s = len(lengths) // b
         initial = np.zeros((b, s), dtype=np.uint32)
         initial[:, 0] = seals
@@ -289,7 +369,8 @@ class LocalCodec(PerImageCodec):
         words = encoder.streams()
         return [words[i * s : (i + 1) * s] for i in range(b)], bits
 
-    def stream_sequences(self, colour: np.ndarray, condition: np.ndarray | None = None):
+    def stream_sequences(self, colour: np.ndarray, condition: np.ndarray | None = None,
+                         offsets: np.ndarray | None = None):
         """Every sub-pixel's symbol, laid out per stream in the order the wavefront decoder
         pops them, for same-size images [B, H, W, c]: (left, frequency) int32
         [B * S, longest * c] (image-major, S streams each), the sequences' lengths [B * S]
@@ -298,19 +379,23 @@ class LocalCodec(PerImageCodec):
         stream, rank, counts = wavefront.pop_order(h, w, self.config.horizon)
         s, longest = len(counts), int(counts.max())
         # symbol k of stream s in pop order: pixel-major, channels R, G, B
-        left, frequency, bits = self.intervals(colour, condition, stream * longest + rank, s * longest)
+        left, frequency, bits = self.intervals(colour, condition, stream * longest + rank, s * longest, offsets)
         return left.reshape(b * s, longest * c), frequency.reshape(b * s, longest * c), np.tile(counts * c, b), bits
 
-    def _decode_same_size(self, streams: list[list[np.ndarray]], h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
-        """Decode same-size images from their streams, split over the codec threads. Returns
+    def _decode_same_size(self, streams: list[list[np.ndarray]], h: int, w: int, c: int,
+                          offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Decode same-size images from their streams (image k's heads plus ``offsets[k]``
+        where given), split over the codec threads. Returns
         the colour planes uint8 [B, H, W, c] and, per image, the seal its first stream ended
         in (every other stream consumed exactly, to the empty state), or -1 if anything was
         left."""
         parts = np.array_split(np.arange(len(streams)), min(len(streams), codec_threads()))
-        results = in_threads(lambda part: self._decode_images([streams[i] for i in part], h, w, c), parts)
+        results = in_threads(lambda part: self._decode_images([streams[i] for i in part], h, w, c,
+                                                              None if offsets is None else offsets[part]), parts)
         return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
-    def _decode_images(self, streams: list[list[np.ndarray]], h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_images(self, streams: list[list[np.ndarray]], h: int, w: int, c: int,
+                       offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_decode_same_size` in one thread."""
         b = len(streams)
         s = wavefront.stream_count(h, w, self.config.horizon)
@@ -318,17 +403,18 @@ class LocalCodec(PerImageCodec):
             decoder = BatchAnsDecoder([stream for image in streams for stream in image])
         except CodingError as error:
             raise PayloadError(f"{self.name} payload is corrupt ({error})") from None
-        out = self.pop_images(decoder, np.arange(b, dtype=np.int64) * s, h, w, c)
+        out = self.pop_images(decoder, np.arange(b, dtype=np.int64) * s, h, w, c, offsets=offsets)
         seals = decoder.seals().reshape(b, s)
         complete = (seals[:, 0] >= 0) & (seals[:, 1:] == 0).all(axis=1)
         return out, np.where(complete, seals[:, 0], -1)
 
     def pop_images(self, decoder, first_stream: np.ndarray, h: int, w: int, c: int,
-                   condition: np.ndarray | None = None) -> np.ndarray:
+                   condition: np.ndarray | None = None, offsets: np.ndarray | None = None) -> np.ndarray:
         """Pop same-size images uint8 [B, H, W, c] along the wavefront from ``decoder`` (a
         :class:`~neuralzip.coding.BatchAnsDecoder` or a stack with its interface): image
         k's row r from stream ``first_stream[k] + r % S``. Conditional models take each
-        pixel's features ``condition`` float32 [B, H * W, F]."""
+        pixel's features ``condition`` float32 [B, H * W, F]; image k's heads get
+        ``offsets[k]`` (head units) where given."""
         b = len(first_stream)
         horizon = self.config.horizon
         s = wavefront.stream_count(h, w, horizon)
@@ -346,6 +432,8 @@ class LocalCodec(PerImageCodec):
             if condition is not None:
                 features = np.concatenate([features, condition[:, rows * w + cols].reshape(b * n, -1)], axis=1)
             head = self.network.run(features, np.tile(edge_patterns(rows, cols, w, horizon), b))  # [b * n, size], image-major
+            if offsets is not None:
+                head = head_offsets.apply(head.reshape(b, n, -1), offsets[:, None, :]).reshape(b * n, -1)
             values = np.zeros((b * n, c), dtype=np.int64)
             for members in wavefront.rounds(rows, s):
                 index = (np.arange(b, dtype=np.int64)[:, None] * n + members[None, :]).reshape(-1)

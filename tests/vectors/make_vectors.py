@@ -119,6 +119,9 @@ def neural_cases(codec: str, cifar, odd, grey, rgba):
         return items + [(f"{codec}-archive", codec, archive, True)]
     if codec != "flow":
         items += [(f"{codec}-grey", codec, [("", grey)], False), (f"{codec}-rgba", codec, [("", rgba)], False)]
+    if codec in ("local", "local-photo"):  # large enough to carry head offsets (versions that enable them)
+        large = PixelImage("RGB", synthetic("RGB", 128, 128, 7))
+        items.append((f"{codec}-large", codec, [("", large)], False))
     items += [(f"{codec}-odd", codec, [("", odd)], False),
               (f"{codec}-archive", codec, [(f"img{i}.png", PixelImage("RGB", im)) for i, im in enumerate(cifar[:3])], True)]
     return items
