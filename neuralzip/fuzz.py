@@ -294,6 +294,9 @@ def make_seeds(codec_names: list[str], rng: np.random.Generator) -> list[Seed]:
         if len(usable) >= 2:
             archive = api.compress_archive(usable[:2], ["a.png", "b.png"], model=name)
             seeds.append(Seed(name, archive.data, usable[:2]))
+        if getattr(codec, "head_offsets", False):  # large enough to carry the head offsets block
+            large = PixelImage("RGB", smooth(128, 128, 3, 8))
+            seeds.append(Seed(name, api.compress(large, model=name), [large]))
     return seeds
 
 

@@ -64,7 +64,8 @@ def tiny_codecs(tiny_pixelcnn, tiny_flow, tiny_vae, tiny_local):
     from neuralzip import codecs
     from neuralzip.codecs.local import LocalCodec
 
-    photo = LocalCodec(tiny_local.config, tiny_local.network, tiny_local.model_hash, name="local-photo", codec_id=65)
+    photo = LocalCodec(tiny_local.config, tiny_local.network, tiny_local.model_hash, name="local-photo", codec_id=65,
+                       card={"coding": {"head_offsets": True}})  # a version with head offsets
     for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1], tiny_local, photo):
         codecs.register(codec)
     return {codec.name: codec for codec in (tiny_pixelcnn, tiny_flow, tiny_vae[1], tiny_local, photo)}

@@ -7,11 +7,11 @@ from neuralzip.fuzz import fuzz
 
 
 def test_short_fuzz_run_over_every_codec(tiny_codecs):
-    report = fuzz(["png", "webp", "jxl", "j2k", "jpeg", "pixelcnn", "flow", "vae", "local"], cases=1000, seed=7, time_limit=60)
+    report = fuzz(["png", "webp", "jxl", "j2k", "jpeg", "pixelcnn", "flow", "vae", "local", "local-photo"], cases=1000, seed=7, time_limit=60)
     assert report.cases == 1000
     assert report.bad == 0, report.failures[:3]
     assert report.outcomes["error"] > 400  # most mutations must be caught
-    assert set(report.by_codec) >= {"png", "webp", "jxl", "j2k", "jpeg", "pixelcnn", "flow", "vae", "local", "random"}
+    assert set(report.by_codec) >= {"png", "webp", "jxl", "j2k", "jpeg", "pixelcnn", "flow", "vae", "local", "local-photo", "random"}
 
 
 
