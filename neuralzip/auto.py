@@ -128,8 +128,8 @@ class _Estimator:
         return 8.0 * sampled * image.width * image.height / (len(tiles) * tile * tile)
 
     def bits(self, codec: Codec, reference_bits: float, target: float) -> float:
-        """The estimated bits of the image coded by ``codec``; ``target``: the size it must
-        come within to be coded (an estimate far above it may be rough)."""
+        """The estimated bits of the image coded by ``codec``; ``target``: the best size so
+        far (an estimate far above it may be rough: see ``LocalCodec.estimate_bits``)."""
         if hasattr(codec, "estimate_bits"):
             return float(codec.estimate_bits(self.image, target))
         if codec.kind == "neural":
@@ -183,7 +183,7 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
                 if i not in estimators:
                     estimators[i] = _Estimator(image, next(iter(tried[i])))
                 reference_bits = 8.0 * len(tried[i][estimators[i].reference][0])
-                guess = estimators[i].bits(codec, reference_bits, best_bits * SAMPLE_MARGIN)
+                guess = estimators[i].bits(codec, reference_bits, best_bits)
                 spent[i] += time.perf_counter() - started
                 if guess > best_bits * SAMPLE_MARGIN:
                     skipped[i][name] = (f"estimated {guess / image.subpixels:.3f} bits/sub-pixel from a sample, "

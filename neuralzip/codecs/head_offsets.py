@@ -39,7 +39,9 @@ UNIT_LIMIT = HEAD_LIMIT // OFFSET_UNIT  # |stored unit| bound: an offset never e
 # 8,192 in half the time (~1 s on one core); fewer steps lose more.
 FIT_PIXELS = 4096
 FIT_STEPS = 60
-MAX_GAIN = 0.08  # offsets save less than this fraction of an image's bits (Kodak: 2.5-4%)
+# Offsets save less than this fraction of an image's bits (Kodak, local v11/v12 and local-photo
+# v2: 2.3-3.6%); auto skips the fit where even this would not reach the best size so far.
+MAX_GAIN = 0.04
 # Adam's step per head output kind: the logits and log-scales move freely, the means and the
 # channel couplings ten times slower (at the same rate they overshot: on Kodak, fitted
 # means made some images 0.4 bits per sub-pixel worse instead of 0.08 better).
