@@ -172,18 +172,11 @@ class LocalCodec(PerImageCodec):
         last = self._last_fit
         if last is not None and last[0] == key:
             return last[1]
-        h, w, c = colour.shape
-        n = h * w
-        flat = np.arange(n) if n <= head_offsets.FIT_PIXELS else np.sort(
-            np.random.default_rng(1).choice(n, head_offsets.FIT_PIXELS, replace=False))
-        rows, columns = np.divmod(flat, w)
-        head = self.network.run(sampled_features(colour, rows, columns, self.config.horizon),
-                                edge_patterns(rows, columns, w, self.config.horizon))
-        values = colour[rows, columns].astype(np.int64)
+        head, values, scale = self._sample_heads(colour, head_offsets.FIT_PIXELS, seed=1)
         units = head_offsets.fit(head, values, self.mixture.layout, codec_threads())
         if units.any():
             saved = (self._sample_bits(head, values)
-                     - self._sample_bits(head_offsets.apply(head, units * head_offsets.OFFSET_UNIT), values)) * n / len(flat)
+                     - self._sample_bits(head_offsets.apply(head, units * head_offsets.OFFSET_UNIT), values)) * scale
             cost = 8 * (len(head_offsets.encode_block(units)) - len(head_offsets.encode_block(None)))
             units = units if saved > cost else None
         else:
@@ -316,18 +309,8 @@ class LocalCodec(PerImageCodec):
         unadapted estimate is beyond what offsets save (``head_offsets.MAX_GAIN``) from it:
         then the unadapted estimate, above ``target``, is enough."""
         self.check(image)
-        c = COLOUR_CHANNELS[image.mode]
-        colour = image.pixels[:, :, :c]
-        n = image.height * image.width
-        if n <= ESTIMATE_PIXELS:
-            flat = np.arange(n)
-        else:
-            flat = np.sort(np.random.default_rng(0).choice(n, ESTIMATE_PIXELS, replace=False))
-        rows, columns = np.divmod(flat, image.width)
-        head = self.network.run(sampled_features(colour, rows, columns, self.config.horizon),
-                                edge_patterns(rows, columns, image.width, self.config.horizon))
-        values = colour[rows, columns].astype(np.int64)
-        scale = n / len(flat)
+        colour = image.pixels[:, :, : COLOUR_CHANNELS[image.mode]]
+        head, values, scale = self._sample_heads(colour, ESTIMATE_PIXELS, seed=0)
         alpha = 8 * len(encode_alpha(image.pixels[:, :, -1])) if image.mode in ALPHA_MODES else 0
         bits = self._sample_bits(head, values) * scale + alpha
         if self._carries_offsets(image.height, image.width):
@@ -339,6 +322,18 @@ class LocalCodec(PerImageCodec):
                 head = head_offsets.apply(head, units * head_offsets.OFFSET_UNIT)
             bits = self._sample_bits(head, values) * scale + alpha + block
         return bits
+
+    def _sample_heads(self, colour: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(exact heads int64 [N, size], values int64 [N, c], image pixels per sampled pixel)
+        of a fixed random sample of ``count`` pixels of one image uint8 [H, W, c] (all of
+        them in smaller images): a pixel's head needs only its own neighbourhood."""
+        h, w, _ = colour.shape
+        n = h * w
+        flat = np.arange(n) if n <= count else np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
+        rows, columns = np.divmod(flat, w)
+        head = self.network.run(sampled_features(colour, rows, columns, self.config.horizon),
+                                edge_patterns(rows, columns, w, self.config.horizon))
+        return head, colour[rows, columns].astype(np.int64), n / len(flat)
 
     def _sample_bits(self, head: np.ndarray, values: np.ndarray) -> float:
         """The exact code length in bits of pixels ``values`` int64 [N, c] under ``head``."""
