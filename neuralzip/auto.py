@@ -18,8 +18,11 @@ pixels (:meth:`~neuralzip.codecs.local.LocalCodec.estimate_bits`); the other neu
 code 32x32 tiles on their own, so ``NEURAL_SAMPLE_TILES`` tiles spread over the image, coded
 as the codec codes its tiles, give their density; classical codecs code a centre crop,
 compared with the first codec's size on the same crop (a small crop would mislead: classical
-codecs pay more per pixel on small images, tiled neural codecs do not). So on a photograph
-auto costs about one JPEG-XL encode plus small samples, not one full encode per codec.
+codecs pay more per pixel on small images, tiled neural codecs do not). The local models
+estimate from the same pixels, so their estimates compare pairwise: of two, the one whose
+plain estimate is more than ``PAIRED_MARGIN`` above the other's is skipped before its
+head-offset fit. So on a photograph auto costs about one JPEG-XL encode plus small samples
+(and one local model's fit and encode where it comes close), not one full encode per codec.
 """
 
 from __future__ import annotations
@@ -50,6 +53,13 @@ DEFAULT_BUDGET = 60.0
 SAMPLE_SIDE = 192  # larger images: codecs after the first are estimated before a full encode
 NEURAL_SAMPLE_TILES = 8  # 32x32 tiles that estimate a tiled neural codec's density
 SAMPLE_MARGIN = 1.03  # code in full when the estimate is within 3% of the best so far
+# Sample-estimating codecs (the local models) estimate from the same pixels: one whose plain
+# (unadapted) estimate is more than this above another's is skipped on large images, its
+# head-offset fit and full encode saved. On the four Kodak photographs local v12's plain
+# estimate was 1.6-3.3% above local-photo v2's and its coded size 0.5-2.4% above: head
+# offsets narrowed the gap by 0.7-1.1 points and never reversed it
+# (benchmarks/results/photos.md).
+PAIRED_MARGIN = 1.01
 
 
 def coded_bytes(name: str, payload: bytes) -> int:
@@ -104,6 +114,7 @@ class _Estimator:
         self.image = image
         self.reference = reference
         self.crop_bits: dict[tuple[str, int], float] = {}
+        self.plain: dict[str, float] = {}
 
     def _crop_bits(self, name: str, side: int) -> float:
         if (name, side) not in self.crop_bits:
@@ -126,6 +137,20 @@ class _Estimator:
                  for r, c in (divmod(int(k), columns) for k in picks)]
         sampled = sum(len(p) for p in codec.encode(tiles).payloads)
         return 8.0 * sampled * image.width * image.height / (len(tiles) * tile * tile)
+
+    def plain_bits(self, name: str) -> float:
+        """A sample-estimating codec's unadapted estimate (cached): paired across codecs."""
+        if name not in self.plain:
+            self.plain[name] = float(codec_table.get_codec(name).estimate_bits(self.image, adapt=False))
+        return self.plain[name]
+
+    def better_rival(self, codec: Codec, rivals: list[str]) -> str | None:
+        """Among ``rivals`` (sample-estimating codecs that will be tried on this image), one
+        whose paired plain estimate is more than ``PAIRED_MARGIN`` below ``codec``'s, if any."""
+        if not codec_table.BY_NAME[codec.name].paired_estimate:
+            return None
+        own = self.plain_bits(codec.name)
+        return next((name for name in rivals if name != codec.name and self.plain_bits(name) * PAIRED_MARGIN < own), None)
 
     def bits(self, codec: Codec, reference_bits: float, target: float) -> float:
         """The estimated bits of the image coded by ``codec``; ``target``: the best size so
@@ -157,6 +182,7 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
             except codec_table.UnsupportedImageError as error:
                 skipped[i]["jpeg"] = str(error)
     estimators: dict[int, _Estimator] = {}
+    paired = {name for name in names if codec_table.BY_NAME[name].paired_estimate}
     spent = [0.0] * len(images)
     for name in names:
         codec: Codec = codec_table.get_codec(name)
@@ -182,6 +208,13 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
                 best_bits = 8.0 * coded_bytes(best_name, tried[i][best_name][0])
                 if i not in estimators:
                     estimators[i] = _Estimator(image, next(iter(tried[i])))
+                rival = estimators[i].better_rival(codec, [n for n in names if n in paired and codec_table.get_codec(n).supports(image)])
+                if rival is not None:
+                    spent[i] += time.perf_counter() - started
+                    skipped[i][name] = (f"estimated {estimators[i].plain_bits(name) / image.subpixels:.3f} bits/sub-pixel "
+                                        f"from a sample, {rival} {estimators[i].plain_bits(rival) / image.subpixels:.3f} "
+                                        "from the same pixels")
+                    continue
                 reference_bits = 8.0 * len(tried[i][estimators[i].reference][0])
                 guess = estimators[i].bits(codec, reference_bits, best_bits)
                 spent[i] += time.perf_counter() - started

@@ -98,3 +98,23 @@ def test_coded_bytes_compare_whole_single_files():
         payload = codecs.get_codec(name).encode([image]).payloads[0]
         rest.add(len(api.compress(image, model=name)) - coded_bytes(name, payload))
     assert len(rest) == 1
+
+
+def test_a_local_model_estimated_worse_than_another_on_the_same_pixels_is_skipped(tiny_codecs, monkeypatch):
+    """The local models estimate from the same pixel sample: on a large image the one whose
+    estimate is clearly above another's is neither fitted nor coded; equal ones both are."""
+    from neuralzip import auto
+
+    monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
+    monkeypatch.setattr(auto, "SAMPLE_MARGIN", 1e9)  # against the classical codecs, every estimate may win
+    image = PixelImage("RGB", smooth_image(auto.SAMPLE_SIDE + 8, auto.SAMPLE_SIDE + 40, 3, 4))
+    names = ["jxl", "local", "local-photo"]
+    both = auto.choose([image], names=names)[0]
+    assert {"local", "local-photo"} <= set(both.sizes)  # the tiny ones share a network: equal estimates
+
+    photo = tiny_codecs["local-photo"]
+    plain = photo.estimate_bits
+    monkeypatch.setattr(photo, "estimate_bits", lambda img, target=None, adapt=True: 1.05 * plain(img, target, adapt))
+    choice = auto.choose([image], names=names)[0]
+    assert "local" in choice.sizes and "local-photo" not in choice.sizes
+    assert "from the same pixels" in choice.skipped["local-photo"] and "local" in choice.skipped["local-photo"]

@@ -24,6 +24,9 @@ class CodecSpec:
     description: str
     build: Callable[[], Codec]
     model: str | None = None  # shipped model name for neural codecs
+    # Estimates its size from the same fixed pixel sample as every other such codec
+    # (LocalCodec.estimate_bits), so that auto can compare their estimates pairwise.
+    paired_estimate: bool = False
 
 
 def _classical(cls_name: str) -> Callable[[], Codec]:
@@ -87,9 +90,9 @@ SPECS = [
     CodecSpec("flow", 32, "neural", "integer discrete flow, exact integer inference", _neural("flow", "FlowCodec", "flow"), "flow"),
     CodecSpec("vae", 48, "neural", "VAE, bits-back ANS (v1 hierarchical; v2 and later on the local autoregressive decoder)", _vae(), "vae"),
     CodecSpec("local", 64, "neural", "local autoregressive model (CIFAR-10 weights), wavefront decoding",
-              _local("local", 64), "local"),
+              _local("local", 64), "local", paired_estimate=True),
     CodecSpec("local-photo", 65, "neural", "local autoregressive model (weights for photographs)",
-              _local("local-photo", 65), "local-photo"),
+              _local("local-photo", 65), "local-photo", paired_estimate=True),
 ]
 BY_NAME = {spec.name: spec for spec in SPECS}
 BY_ID = {spec.codec_id: spec for spec in SPECS}

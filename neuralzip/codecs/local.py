@@ -300,20 +300,22 @@ class LocalCodec(PerImageCodec):
             total += float(self.intervals(images[start : start + batch])[2].sum())
         return total / images.size
 
-    def estimate_bits(self, image: PixelImage, target: float | None = None) -> float:
+    def estimate_bits(self, image: PixelImage, target: float | None = None, adapt: bool = True) -> float:
         """The payload's size in bits, estimated from the exact code length of a fixed
         sample of ``ESTIMATE_PIXELS`` pixels (all of them in small images) plus the alpha
         plane; cheap, because a pixel's code length needs only its own neighbourhood.
+        Every local model samples the same pixels of an image (seed 0), so two models'
+        estimates are paired: their difference is far less noisy than either.
         Where the encoder would fit head offsets, the estimate includes them (the fit is
-        kept for the encoder: :meth:`fitted_offsets`), unless ``target`` is given and the
-        unadapted estimate is beyond what offsets save (``head_offsets.MAX_GAIN``) from it:
-        then the unadapted estimate, above ``target``, is enough."""
+        kept for the encoder: :meth:`fitted_offsets`), unless ``adapt`` is false or
+        ``target`` is given and the unadapted estimate is beyond what offsets save
+        (``head_offsets.MAX_GAIN``) from it: then the unadapted estimate is returned."""
         self.check(image)
         colour = image.pixels[:, :, : COLOUR_CHANNELS[image.mode]]
         head, values, scale = self._sample_heads(colour, ESTIMATE_PIXELS, seed=0)
         alpha = 8 * len(encode_alpha(image.pixels[:, :, -1])) if image.mode in ALPHA_MODES else 0
         bits = self._sample_bits(head, values) * scale + alpha
-        if self._carries_offsets(image.height, image.width):
+        if adapt and self._carries_offsets(image.height, image.width):
             if target is not None and bits > target * (1 + head_offsets.MAX_GAIN):
                 return bits
             units = self.fitted_offsets(colour)
