@@ -55,9 +55,9 @@ NEURAL_SAMPLE_TILES = 8  # 32x32 tiles that estimate a tiled neural codec's dens
 SAMPLE_MARGIN = 1.03  # code in full when the estimate is within 3% of the best so far
 # Sample-estimating codecs (the local models) estimate from the same pixels: one whose plain
 # (unadapted) estimate is more than this above another's is skipped on large images, its
-# head-offset fit and full encode saved. On the four Kodak photographs local v12's plain
-# estimate was 1.6-3.3% above local-photo v2's and its coded size 0.5-2.4% above: head
-# offsets narrowed the gap by 0.7-1.1 points and never reversed it
+# head-offset fit and full encode saved. On the four Kodak photographs local v13's plain
+# estimate was 1.3-3.0% above local-photo v2's and its coded size 0.3-2.3% above: head
+# offsets narrowed the gap by 0.7-1.0 points and never reversed it
 # (benchmarks/results/photos.md).
 PAIRED_MARGIN = 1.01
 
