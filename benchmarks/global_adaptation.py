@@ -74,7 +74,7 @@ def main() -> None:
         groups = shift_groups(kind, layout.mixtures, layout.channels, layout.size)
         gains = []
         for image in images:
-            head, values, _ = codec._sample_heads(image, image.shape[0] * image.shape[1], seed=0)
+            head, values, _ = codec.sample_heads(image, image.shape[0] * image.shape[1], seed=0)
             params = torch.from_numpy(head.astype(np.float32) / HEAD_ONE).T.reshape(1, -1, len(head), 1)
             x = torch.from_numpy(values.astype(np.float32) * (2.0 / 255.0) - 1.0).T.reshape(1, layout.channels, len(head), 1)
             shift = torch.zeros(groups.shape[1], requires_grad=True)

@@ -30,7 +30,7 @@ from neuralzip.bench import machine_description
 from neuralzip.codecs.local import LocalCodec
 from neuralzip.data import load_cifar10, spread_subset
 from neuralzip.exact.local import FakeQuantizer, activation_scales
-from neuralzip.export import CALIBRATION_IMAGES, _photo_data, evaluate_float
+from neuralzip.export import CALIBRATION_IMAGES, photo_run_data, evaluate_float
 from neuralzip.images import read_image
 from neuralzip.nets.local import LocalModel
 from neuralzip.nets.neighbourhood import LocalConfig
@@ -73,7 +73,7 @@ def main() -> None:
     model.eval()
     settings = shipped.card["training"]["settings"]
     if settings.get("photos"):  # the calibration of the export: the run's own training data
-        calibration = _photo_data(settings, args.data)[0]
+        calibration = photo_run_data(settings, args.data)[0]
     else:
         train = load_cifar10("train", args.data)
         calibration = train.images[spread_subset(len(train), CALIBRATION_IMAGES, seed=3)]  # as the export

@@ -38,7 +38,7 @@ def evaluate_float(model, images: np.ndarray, batch: int = 200) -> float:
     return total / (images.size * math.log(2))
 
 
-def _photo_data(settings: dict, data: str | None):
+def photo_run_data(settings: dict, data: str | None):
     """Calibration and test images of a run trained on a photograph corpus, and what the
     card says of its data (photographs, packages, licences)."""
     from .train import TrainSettings, training_data
@@ -76,7 +76,7 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
         raise FileExistsError(f"{directory / stem}: version {version} of {name} exists (shipped versions are frozen)")
     meta = json.loads((run_dir / "checkpoint.json").read_text())
     if meta.get("settings", {}).get("photos") and test_images is None:
-        calibration, test_images, data_note, photo_card = _photo_data(meta["settings"], data)
+        calibration, test_images, data_note, photo_card = photo_run_data(meta["settings"], data)
         extra_card = {**photo_card, **(extra_card or {})}
     family = families()[meta["family"]]
     config = family.config_class.from_dict(meta["config"])

@@ -172,7 +172,7 @@ class LocalCodec(PerImageCodec):
         last = self._last_fit
         if last is not None and last[0] == key:
             return last[1]
-        head, values, scale = self._sample_heads(colour, head_offsets.FIT_PIXELS, seed=1)
+        head, values, scale = self.sample_heads(colour, head_offsets.FIT_PIXELS, seed=1)
         units = head_offsets.fit(head, values, self.mixture.layout, codec_threads())
         if units.any():
             saved = (self._sample_bits(head, values)
@@ -312,7 +312,7 @@ class LocalCodec(PerImageCodec):
         (``head_offsets.MAX_GAIN``) from it: then the unadapted estimate is returned."""
         self.check(image)
         colour = image.pixels[:, :, : COLOUR_CHANNELS[image.mode]]
-        head, values, scale = self._sample_heads(colour, ESTIMATE_PIXELS, seed=0)
+        head, values, scale = self.sample_heads(colour, ESTIMATE_PIXELS, seed=0)
         alpha = 8 * len(encode_alpha(image.pixels[:, :, -1])) if image.mode in ALPHA_MODES else 0
         bits = self._sample_bits(head, values) * scale + alpha
         if adapt and self._carries_offsets(image.height, image.width):
@@ -325,7 +325,7 @@ class LocalCodec(PerImageCodec):
             bits = self._sample_bits(head, values) * scale + alpha + block
         return bits
 
-    def _sample_heads(self, colour: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    def sample_heads(self, colour: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
         """(exact heads int64 [N, size], values int64 [N, c], image pixels per sampled pixel)
         of a fixed random sample of ``count`` pixels of one image uint8 [H, W, c] (all of
         them in smaller images): a pixel's head needs only its own neighbourhood."""
