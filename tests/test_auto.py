@@ -109,12 +109,46 @@ def test_a_local_model_estimated_worse_than_another_on_the_same_pixels_is_skippe
     monkeypatch.setattr(auto, "SAMPLE_MARGIN", 1e9)  # against the classical codecs, every estimate may win
     image = PixelImage("RGB", smooth_image(auto.SAMPLE_SIDE + 8, auto.SAMPLE_SIDE + 40, 3, 4))
     names = ["jxl", "local", "local-photo"]
+    local, photo = tiny_codecs["local"], tiny_codecs["local-photo"]
+    plain = local.estimate_bits  # the tiny ones share a network: without offsets, equal estimates
+    monkeypatch.setattr(local, "estimate_bits", lambda img, target=None, adapt=True: plain(img, target, False))
+    monkeypatch.setattr(photo, "estimate_bits", lambda img, target=None, adapt=True: plain(img, target, False))
     both = auto.choose([image], names=names)[0]
-    assert {"local", "local-photo"} <= set(both.sizes)  # the tiny ones share a network: equal estimates
+    assert {"local", "local-photo"} <= set(both.sizes)
 
-    photo = tiny_codecs["local-photo"]
-    plain = photo.estimate_bits
-    monkeypatch.setattr(photo, "estimate_bits", lambda img, target=None, adapt=True: 1.05 * plain(img, target, adapt))
+    monkeypatch.setattr(photo, "estimate_bits", lambda img, target=None, adapt=True: 1.05 * plain(img, target, False))
     choice = auto.choose([image], names=names)[0]
     assert "local" in choice.sizes and "local-photo" not in choice.sizes
     assert "from the same pixels" in choice.skipped["local-photo"] and "local" in choice.skipped["local-photo"]
+
+
+def test_local_models_whose_fitted_estimates_differ_code_only_the_better(tiny_codecs, monkeypatch):
+    """Equal plain estimates, complete estimates (offsets fitted, computed while JPEG-XL
+    encodes) 1% apart: the worse local model is skipped before its full encode."""
+    from neuralzip import auto
+
+    monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
+    monkeypatch.setattr(auto, "SAMPLE_MARGIN", 1e9)
+    image = PixelImage("RGB", smooth_image(auto.SAMPLE_SIDE + 8, auto.SAMPLE_SIDE + 40, 3, 4))
+    local = tiny_codecs["local"]
+    plain = local.estimate_bits
+    monkeypatch.setattr(local, "estimate_bits", lambda img, target=None, adapt=True: (1.01 if adapt else 1.0) * plain(img, target, adapt))
+    choice = auto.choose([image], names=["jxl", "local", "local-photo"])[0]
+    assert "local-photo" in choice.sizes and "local" not in choice.sizes
+    assert "local-photo" in choice.skipped["local"] and "from the same pixels" in choice.skipped["local"]
+
+
+def test_estimates_prepared_during_the_first_encode_decide_as_those_made_after_it(tiny_codecs, monkeypatch):
+    """The estimates computed while the reference codec encodes (in a thread) are the ones
+    auto would compute after it: with and without that preparation, the same choice."""
+    from neuralzip import auto
+
+    monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
+    images = [PixelImage("RGB", smooth_image(auto.SAMPLE_SIDE + 8, auto.SAMPLE_SIDE + 40, 3, seed)) for seed in (4, 5)]
+    names = ["jxl", "webp", "png", "local", "flow", "vae"]
+    prepared = auto.choose(images, names=names)
+    monkeypatch.setattr(auto._Estimator, "prefetch", lambda self, names: None)
+    after = auto.choose(images, names=names)
+    for a, b in zip(prepared, after):
+        assert (a.codec, a.payload, a.sizes, a.skipped) == (b.codec, b.payload, b.sizes, b.skipped)
+    assert any("from a sample" in why for why in prepared[0].skipped.values())  # estimates did decide
