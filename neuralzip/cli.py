@@ -450,14 +450,18 @@ def train(family, args):
 @click.option("--version", "version", type=click.IntRange(1), default=None,
               help="Model version to write (default: one above the newest installed; existing versions are frozen).")
 @click.option("--note", default=None, help="Recorded in the card (why this size, what changed).")
+@click.option("--activation-bits", type=click.IntRange(8, 12), default=None,
+              help="local, local-vae: bits of the exact (decoder) network's activations (above 8: int32 sums; "
+                   "default: the run's).")
 @click.pass_context
-def export(ctx, run_dir, name, data, eval_images, version, note):
+def export(ctx, run_dir, name, data, eval_images, version, note, activation_bits):
     """Export a training run's EMA weights as a new model version: models/NAME-vN.safetensors + .json."""
 
     def body(reporter: Reporter):
         from .export import export_run
 
-        card = export_run(Path(run_dir), name, data, eval_images, version=version, note=note)
+        card = export_run(Path(run_dir), name, data, eval_images, version=version, note=note,
+                          activation_bits=activation_bits)
         exact = card["test_nll_bpd"].get("exact")
         reporter.say(f"exported {name} v{card['version']}: test NLL {card['test_nll_bpd']['float']:.4f} bpd (float"
                      + (f", exact {exact:.4f}" if exact is not None else "")

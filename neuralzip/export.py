@@ -8,6 +8,7 @@ architecture, data, training progress, test NLL and the SHA-256 of the weights f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -61,11 +62,13 @@ def photo_run_data(settings: dict, data: str | None):
 def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: int | None = None,
                directory: Path | None = None, version: int | None = None, calibration: np.ndarray | None = None,
                test_images: np.ndarray | None = None, data_note: str | None = None, note: str | None = None,
-               extra_card: dict | None = None) -> dict:
+               extra_card: dict | None = None, activation_bits: int | None = None) -> dict:
     """Write the run's EMA weights as model ``name`` version ``version`` (default: one
     above the newest installed; an existing version is never overwritten: shipped
     versions are frozen). ``calibration``/``test_images`` replace the CIFAR-10 sets for
-    models trained on other data (``data_note`` says what)."""
+    models trained on other data (``data_note`` says what). ``activation_bits`` (local
+    models and the local-VAE's decoder) sets the exact network's activation precision
+    (default: the run's)."""
     from .registry import installed_versions, version_stem
 
     directory = directory or models_dir()
@@ -80,6 +83,10 @@ def export_run(run_dir: Path, name: str, data: str | None = None, eval_images: i
         extra_card = {**photo_card, **(extra_card or {})}
     family = families()[meta["family"]]
     config = family.config_class.from_dict(meta["config"])
+    if activation_bits is not None:
+        if meta["family"] not in ("local", "local-vae"):
+            raise ValueError(f"activation bits are a setting of local models, not of {meta['family']}")
+        config = dataclasses.replace(config, activation_bits=activation_bits)
     model = load_checkpoint_ema(family.model_class(config), run_dir)
     out = {f"train.{k}": v.float().contiguous() for k, v in model.state_dict().items()}
     if meta["family"] == "pixelcnn":

@@ -216,7 +216,7 @@ class Trainer:
         state = load_training_weights(weights)
         card = json.loads(Path(weights).with_suffix(".json").read_text())
         grow = getattr(self.model, "grow_from", None)
-        if card.get("family") == self.family_name and grow is not None and card.get("config") != self.config.to_dict():
+        if card.get("family") == self.family_name and grow is not None and type(self.config).from_dict(card.get("config", {})) != self.config:
             grow(state)  # e.g. a local model with more residual blocks than the shipped one
         elif card.get("family") == self.family_name:
             self.model.load_state_dict(matching_state(self.model, state))

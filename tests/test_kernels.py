@@ -209,6 +209,32 @@ def test_accelerated_layer_gives_the_float32_paths_integers(backend, rows, fan_i
     assert got.dtype == np.float32 and np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("backend", [b for b in _backend_parameters() if b.values[0] != "amx"])
+@pytest.mark.parametrize("rows, fan_in, width, top, largest, with_table", [
+    (4096, 256, 256, 1023, 8200, False), (33, 72, 256, 255, 32767, True), (9, 75, 130, 4095, 7000, False),
+])
+def test_accelerated_wide_layer_gives_the_float64_paths_integers(backend, rows, fan_in, width, top, largest, with_table):
+    """Wide models' layers (inputs up to 2**12, weights up to 2**15, sums up to 2**31): the
+    int32 sums of VNNI and AVX2 rounded to float32 equal numpy's float64 sums rounded so,
+    then requantised alike (tables whose float32 sum with them rounds included)."""
+    from neuralzip.exact.kernels import matmul_layer, pack_weights, requantizer
+
+    rng = np.random.default_rng(rows)
+    x = rng.integers(0, top + 1, (rows, fan_in)).astype(np.float32)
+    x[0] = top
+    weight = rng.integers(-largest, largest + 1, (fan_in, width))
+    weight[:, 0] = min(largest, (2**31 - 1) // (fan_in * top))  # the largest sum int32 holds
+    assert float(x[0].astype(np.int64) @ weight[:, 0]) > 2**24  # beyond float32's exact integers
+    multiplier = (rng.random(width) * 1e-7).astype(np.float32)
+    offset = (rng.random(width) * 10 - 5).astype(np.float32)
+    table = rng.integers(-2**27, 2**27, (64, width)).astype(np.float32) if with_table else None
+    patterns = rng.integers(0, 64, rows) if with_table else None
+    expected = (x.astype(np.float64) @ weight.astype(np.float64)).astype(np.float32)
+    requantizer()(expected, multiplier, offset, -2.0 ** 20, 2.0 ** 20, table, patterns)
+    got = matmul_layer(backend)(x, pack_weights(weight, backend), multiplier, offset, -2.0 ** 20, 2.0 ** 20, table, patterns)
+    assert np.array_equal(got, expected)
+
+
 def test_packed_weights_refuse_another_backends_layer():
     from neuralzip.exact.kernels import matmul_backends, matmul_layer, pack_weights
 
@@ -224,8 +250,8 @@ def test_packed_weights_refuse_another_backends_layer():
 
 @pytest.mark.skipif(not __import__("neuralzip.exact.kernels", fromlist=["x"]).matmul_backends(),
                     reason="no AVX2 on this CPU (or the accelerator is not built)")
-@pytest.mark.parametrize("blocks", [0, 1])
-def test_the_local_codec_writes_the_same_bytes_with_and_without_the_accelerator(blocks, monkeypatch):
+@pytest.mark.parametrize("blocks, activation_bits", [(0, 8), (1, 8), (0, 10), (1, 10)])
+def test_the_local_codec_writes_the_same_bytes_with_and_without_the_accelerator(blocks, activation_bits, monkeypatch):
     from neuralzip.codecs.base import ImageShape
     from neuralzip.codecs.local import LocalCodec
     from neuralzip.exact import kernels
@@ -234,7 +260,7 @@ def test_the_local_codec_writes_the_same_bytes_with_and_without_the_accelerator(
     from .conftest import smooth_image, tiny_local_model
 
     calibration = np.stack([smooth_image(12, 12, seed=s) for s in range(4)])
-    tiny_local = LocalCodec.from_float(tiny_local_model(blocks=blocks), calibration)
+    tiny_local = LocalCodec.from_float(tiny_local_model(blocks=blocks, activation_bits=activation_bits), calibration)
     images = [PixelImage("RGB", smooth_image(h, w, seed=h)) for h, w in ((1, 1), (9, 14), (40, 33))]
     assert tiny_local.network.layers["hidden"].packed is not None
     accelerated = tiny_local.encode(images).payloads

@@ -117,13 +117,15 @@ def _kill_channels(model) -> None:
             bias[1] = -5.0
 
 
-@pytest.mark.parametrize("blocks,dead", [(0, False), (1, False), (1, True)])
-def test_exact_network_computes_the_quantisation_aware_head(blocks, dead):
+@pytest.mark.parametrize("blocks,dead,activation_bits", [(0, False, 8), (1, False, 8), (1, True, 8), (0, False, 10),
+                                                          (1, True, 10)])
+def test_exact_network_computes_the_quantisation_aware_head(blocks, dead, activation_bits):
     """The integer network's mixture parameters are the training's simulated rounding of
     them, to within the rounding of the residual stream and the head's 2**-12 units, with
     and without blocks, also when some channels never fire: those once set the stream's
-    unit so fine that it saturated everywhere (head errors as large as the head itself)."""
-    model = tiny_local_model(blocks=blocks)
+    unit so fine that it saturated everywhere (head errors as large as the head itself);
+    8-bit and wide activations."""
+    model = tiny_local_model(blocks=blocks, activation_bits=activation_bits)
     if dead:
         _kill_channels(model)
     images = np.stack([smooth_image(12, 12, seed=s) for s in range(4)])
@@ -138,11 +140,11 @@ def test_exact_network_computes_the_quantisation_aware_head(blocks, dead):
     assert np.abs(exact - simulated).max() < 0.03
 
 
-@pytest.mark.parametrize("blocks", [0, 1])
-def test_quantisation_aware_forward_tracks_the_exact_code_length(blocks):
+@pytest.mark.parametrize("blocks, activation_bits", [(0, 8), (1, 8), (1, 10)])
+def test_quantisation_aware_forward_tracks_the_exact_code_length(blocks, activation_bits):
     """The training's simulated rounding and the exact codec agree on the rate, with and
-    without residual blocks, and the exact codec round-trips what it measured."""
-    model = tiny_local_model(blocks=blocks)
+    without residual blocks, 8-bit or wide, and the exact codec round-trips what it measured."""
+    model = tiny_local_model(blocks=blocks, activation_bits=activation_bits)
     images = np.stack([smooth_image(12, 12, seed=s) for s in range(4)])
     scales = activation_scales(model, images)
     from neuralzip.codecs.local import LocalCodec

@@ -80,16 +80,20 @@ def test_chained_cost_is_the_elbo_and_first_image_pays_initial_bits(tiny):
     assert abs(per_image_chained - elbo_bytes) < 0.03 * elbo_bytes
 
 
-def test_residual_blocks_round_trip_at_the_elbo():
-    """A decoder grown to residual blocks (vae v8 on) codes exactly, at its ELBO."""
+@pytest.mark.parametrize("activation_bits", [8, 10])
+def test_residual_blocks_round_trip_at_the_elbo(activation_bits):
+    """A decoder grown to residual blocks (vae v8 on) codes exactly, at its ELBO, with 8-bit
+    or wide activations (the conditioning features stay 8-bit)."""
     from neuralzip.nets.local_vae import LocalVAE, LocalVAEConfig
 
     torch.manual_seed(1)
-    model = LocalVAE(LocalVAEConfig(**TINY, blocks=1), seed=1)
+    model = LocalVAE(LocalVAEConfig(**TINY, blocks=1, activation_bits=activation_bits), seed=1)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     codec = local_vae.LocalVAECodec.from_float(model, np.stack([smooth_image(32, 32, seed=s) for s in range(4)]))
+    assert codec.networks.decoder.layers["hidden"].high == 2**activation_bits - 1
+    assert codec.networks.conditioner[-1].high == 255
     images = [PixelImage("RGB", smooth_image(h, w, seed=s)) for s, (h, w) in enumerate([(32, 32)] * 5 + [(9, 6)])]
     encoded = codec.encode(images)
     decoded = codec.decode(encoded.payloads, _shapes(images))

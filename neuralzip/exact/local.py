@@ -49,16 +49,33 @@ from .fixedpoint import ACT_FRAC
 from .kernels import requantizer, residual_stepper
 
 FLOAT32_EXACT = 1 << 24
-INPUT_LIMIT = 255  # |feature| and the largest 8-bit activation
-ACTIVATION_TOP = 255
+INT32_EXACT = 1 << 31  # the wide models' sums (LocalConfig.wide_sums): int32 in the kernels, float64 in numpy
+INT16_WEIGHT = (1 << 15) - 1  # weights are stored and multiplied as int16
+INPUT_LIMIT = 255  # |feature| (pixels, the ones channel, a conditioner's 8-bit activations)
+ACTIVATION_TOP = 255  # the largest activation of 8-bit models (LocalConfig.activation_top in general)
 HEAD_LIMIT = 1 << 20  # head values in 2**-12 units: |x| <= 256, as the exact mixture expects
 STREAM_LIMIT = 1 << 20  # the residual stream of models with blocks, in its own units
 BLOCK_ROWS = 1024  # rows per matrix product (fastest here at 512-1024; 4096 was ~1.5x slower per row)
 
 
-def weight_limit(fan_in: int) -> int:
-    """Largest |weight| for which a fan-in of 8-bit inputs sums exactly in float32."""
-    return (FLOAT32_EXACT - 1) // (fan_in * INPUT_LIMIT)
+def weight_limit(fan_in: int, input_top: int = INPUT_LIMIT, sum_limit: int = FLOAT32_EXACT) -> int:
+    """Largest |weight| for which a fan-in of inputs of at most ``input_top`` sums exactly
+    below ``sum_limit`` (float32's exact integers, or int32's), and within int16."""
+    return min(INT16_WEIGHT, (sum_limit - 1) // (fan_in * input_top))
+
+
+def activation_top(config: LocalConfig, name: str) -> int:
+    """The largest value of activation ``name`` (the input of the layer of that name, or
+    ``condition``): a conditioning network's features, which the input layer reads beside
+    the pixels, are 8-bit; the network's own activations have ``config.activation_top``."""
+    return INPUT_LIMIT if name == "condition" else config.activation_top
+
+
+def layer_weight_limit(config: LocalConfig, name: str, fan_in: int) -> int:
+    """:func:`weight_limit` of layer ``name``: the input layer reads pixel features, the
+    others the network's activations; wide models sum in int32."""
+    top = INPUT_LIMIT if name == "input" else config.activation_top
+    return weight_limit(fan_in, top, INT32_EXACT if config.wide_sums else FLOAT32_EXACT)
 
 
 def as_float32(values: np.ndarray) -> np.ndarray:
@@ -70,10 +87,12 @@ def as_float32(values: np.ndarray) -> np.ndarray:
 class ExactLayer:
     """``out = clip(floor(acc * multiplier + offset), low, high)`` with ``acc = x @ weight``.
 
-    ``acc`` is exact (integers below 2**24 in float32). The requantisation is two IEEE-754
-    float32 basic operations (each correctly rounded, so the same bits on every machine and
-    in every SIMD or scalar loop) and a floor; it runs in place, because on large batches
-    these passes over memory cost as much as the matrix product."""
+    ``acc`` is exact: integers below 2**24 in float32, or (``wide``) below 2**31, summed in
+    float64 here and in int32 by the kernels, then rounded to float32 (to nearest even: the
+    same bits either way). The requantisation is two IEEE-754 float32 basic operations
+    (each correctly rounded, so the same bits on every machine and in every SIMD or scalar
+    loop) and a floor; it runs in place, because on large batches these passes over memory
+    cost as much as the matrix product."""
 
     weight: np.ndarray  # float32 [in, out], integer values
     multiplier: np.ndarray  # float32 [out]
@@ -81,15 +100,16 @@ class ExactLayer:
     low: float
     high: float
     packed: object = None  # the weights for the matrix product accelerator (kernels.PackedWeights)
+    wide: bool = False  # sums up to 2**31 (inputs up to 2**15): float64 products here, no AMX
 
     def use_accelerator(self) -> None:
         """Run on the best matrix product accelerator this CPU has (AMX tiles, AVX-512 VNNI,
-        AVX2: the same integers, 2-4x faster). Only for layers whose inputs are integers
-        of at most 8 significant bits (8-bit activations, pixel features), which both hold
-        exactly."""
+        AVX2: the same integers, 2-4x faster). AMX's bfloat16 holds inputs of at most 8
+        significant bits and sums in float32: wide layers run on VNNI or AVX2 (int16
+        products, int32 sums)."""
         from .kernels import matmul_backends, pack_weights
 
-        backends = matmul_backends()
+        backends = [b for b in matmul_backends() if not (self.wide and b == "amx")]
         if backends:
             self.packed = pack_weights(self.weight.astype(np.int64), backends[0])
 
@@ -103,7 +123,7 @@ class ExactLayer:
             accelerated = matmul_layer(self.packed.backend)
             if accelerated is not None:  # None if NZIP_NO_KERNEL was set since
                 return accelerated(x, self.packed, self.multiplier, self.offset, self.low, self.high, table, rows)
-        acc = x @ self.weight
+        acc = (x.astype(np.float64) @ self.weight.astype(np.float64)).astype(np.float32) if self.wide else x @ self.weight
         accelerated = requantizer()
         if accelerated is not None and acc.flags.c_contiguous and acc.ndim == 2:
             accelerated(acc, self.multiplier, self.offset, self.low, self.high, table, rows)  # the same, in one pass
@@ -123,7 +143,7 @@ def layer_bounds(config: LocalConfig, name: str) -> tuple[float, float]:
         return -HEAD_LIMIT, HEAD_LIMIT
     if config.blocks and (name == "input" or name.endswith(".2")):
         return -STREAM_LIMIT, STREAM_LIMIT
-    return 0.0, float(ACTIVATION_TOP)
+    return 0.0, float(config.activation_top)
 
 
 class ExactLocalNetwork:
@@ -134,13 +154,13 @@ class ExactLocalNetwork:
         self.layers: dict[str, ExactLayer] = {}
         for name in config.layer_names():
             weight = np.asarray(tensors[f"{prefix}{name}.weight"]).astype(np.int64)
-            if np.abs(weight).max(initial=0) > weight_limit(weight.shape[1]):
-                raise ValueError(f"local model layer {name}: weights beyond the exact float32 range")
+            if np.abs(weight).max(initial=0) > layer_weight_limit(config, name, weight.shape[1]):
+                raise ValueError(f"local model layer {name}: weights beyond the exact range")
             low, high = layer_bounds(config, name)
             self.layers[name] = ExactLayer(
                 np.ascontiguousarray(weight.T.astype(np.float32)),
                 np.asarray(tensors[f"{prefix}{name}.multiplier"], dtype=np.float32),
-                np.asarray(tensors[f"{prefix}{name}.offset"], dtype=np.float32), low, high)
+                np.asarray(tensors[f"{prefix}{name}.offset"], dtype=np.float32), low, high, wide=config.wide_sums)
         self.rescale = {}  # residual stream -> 8-bit activations, models with blocks only
         for b in range(config.blocks + (1 if config.blocks else 0)):
             self.rescale[b] = np.asarray(tensors[f"{prefix}rescale{b}"], dtype=np.float32)
@@ -151,8 +171,10 @@ class ExactLocalNetwork:
         ones = np.arange(len(self.offsets)) * (config.channels + 1) + config.channels
         colour = np.setdiff1d(np.arange(full.weight.shape[0]), ones)
         self.colour_input = ExactLayer(np.ascontiguousarray(full.weight[colour]), full.multiplier, full.offset,
-                                       full.low, full.high)
+                                       full.low, full.high, wide=full.wide)
         inside = pattern_inside(config.horizon).astype(np.float64)
+        # exact integers below 2**24 for 8-bit models; a wide model's may round to float32,
+        # once, here: every path then adds the same float32 table to the same float32 sum
         self.edge_table = (inside @ full.weight[ones].astype(np.float64) * INPUT_LIMIT).astype(np.float32)
         # every layer reads 8-bit activations or pixel features (the residual stream only
         # through residual_step): the matrix product accelerator applies to all of them
@@ -189,7 +211,7 @@ class ExactLocalNetwork:
         if config.blocks:
             stream, branch = x, None
             for b in range(config.blocks + 1):
-                x = residual_step(stream, branch, self.rescale[b])
+                x = residual_step(stream, branch, self.rescale[b], config.activation_top)
                 if b < config.blocks:
                     branch = x
                     for i in range(3):
@@ -198,20 +220,21 @@ class ExactLocalNetwork:
         return layers["head"](x).astype(np.int64)
 
 
-def residual_step(stream: np.ndarray, branch: np.ndarray | None, rescale: np.ndarray) -> np.ndarray:
+def residual_step(stream: np.ndarray, branch: np.ndarray | None, rescale: np.ndarray,
+                  top: int = ACTIVATION_TOP) -> np.ndarray:
     """One step of the residual stream, float32 [N, width] integers: ``stream`` becomes
     ``clip(stream + branch, -STREAM_LIMIT, STREAM_LIMIT)`` in place (exact: integers below
-    2**21; no branch: unchanged), and the ReLU of the result is returned as 8-bit activations,
-    ``clip(floor(stream * rescale + 0.5), 0, 255)`` (per-channel rescale, float32 basic
+    2**21; no branch: unchanged), and the ReLU of the result is returned as activations,
+    ``clip(floor(stream * rescale + 0.5), 0, top)`` (per-channel rescale, float32 basic
     operations as in :class:`ExactLayer`). The C accelerator does both in one pass, with the
     same values (tested)."""
     step = residual_stepper() if stream.flags.c_contiguous and stream.dtype == np.float32 else None
     if step is not None:
-        return step(stream, branch, rescale, float(STREAM_LIMIT), float(ACTIVATION_TOP))
+        return step(stream, branch, rescale, float(STREAM_LIMIT), float(top))
     if branch is not None:
         np.add(stream, branch, out=stream)
         np.clip(stream, -STREAM_LIMIT, STREAM_LIMIT, out=stream)
-    return np.clip(np.floor(stream * rescale + np.float32(0.5)), 0, ACTIVATION_TOP)
+    return np.clip(np.floor(stream * rescale + np.float32(0.5)), 0, top)
 
 
 # ---- neighbourhoods ------------------------------------------------------------------------
@@ -330,8 +353,9 @@ def sampled_features(pixels: np.ndarray, rows: np.ndarray, columns: np.ndarray, 
 # ---- quantisation ----------------------------------------------------------------------------
 
 def activation_scales(model, images: np.ndarray, batch: int = 100, percentile: float = 99.999) -> dict[str, np.ndarray]:
-    """Per-channel scales of every 8-bit activation (the ReLU input of each layer but the
-    first): a high percentile of the float activations on ``images`` / 255.
+    """Per-channel scales of every activation (the ReLU input of each layer but the first): a
+    high percentile of the float activations on ``images`` / the largest activation
+    (:func:`activation_top`).
 
     The percentile is numpy's (linear interpolation) over all ``len(images) * H * W`` rows,
     computed from each channel's largest values only (kept batch by batch: the same result
@@ -341,6 +365,7 @@ def activation_scales(model, images: np.ndarray, batch: int = 100, percentile: f
 
     tops: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
+    config = getattr(model, "decoder", model).config  # a local model, or a VAE whose decoder is one
     model.eval()
 
     def keep(name: str, rows: torch.Tensor) -> None:
@@ -375,7 +400,7 @@ def activation_scales(model, images: np.ndarray, batch: int = 100, percentile: f
         model.quantizer = previous
     scales = {}
     for name, top in tops.items():
-        scales[name] = np.maximum(_percentile_from_top(top.numpy(), counts[name], percentile), 1e-6) / ACTIVATION_TOP
+        scales[name] = np.maximum(_percentile_from_top(top.numpy(), counts[name], percentile), 1e-6) / activation_top(config, name)
     return scales
 
 
@@ -419,7 +444,8 @@ def quantize(model, scales: dict[str, np.ndarray]) -> ExactLocalNetwork:
             target = stream_scale
         else:  # the next layer's 8-bit input
             target = scales[_next_layer(names, name)]
-        integer, multiplier, offset = quantize_layer(weight, bias, in_scale, target)
+        integer, multiplier, offset = quantize_layer(weight, bias, in_scale, target,
+                                                     layer_weight_limit(config, name, weight.shape[1]))
         tensors[f"exact.{name}.weight"] = integer
         tensors[f"exact.{name}.multiplier"] = multiplier
         tensors[f"exact.{name}.offset"] = offset
@@ -432,14 +458,14 @@ def quantize(model, scales: dict[str, np.ndarray]) -> ExactLocalNetwork:
 
 
 def quantize_layer(weight: np.ndarray, bias: np.ndarray, in_scale: np.ndarray,
-                   target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   target: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One float layer ``weight`` [out, in] (float64), ``bias`` [out] as the integers of an
     :class:`ExactLayer`: inputs in units ``in_scale`` [in], outputs in units ``target``
     [out] (rounded to nearest). Each weight row gets its own scale, as fine as the exact
-    float32 sums allow (:func:`weight_limit`). Returns (int16 weight, float32 multiplier,
-    float32 offset)."""
+    sums allow (``limit``, by default :func:`weight_limit` of 8-bit inputs). Returns (int16
+    weight, float32 multiplier, float32 offset)."""
     folded = weight * in_scale[None, :]
-    limit = weight_limit(weight.shape[1])
+    limit = limit or weight_limit(weight.shape[1])
     row_scale = np.maximum(np.abs(folded).max(axis=1), 1e-12) / limit
     integer = np.clip(np.rint(folded / row_scale[:, None]), -limit, limit)
     return integer.astype(np.int16), as_float32(row_scale / target), as_float32(bias / target + 0.5)
@@ -473,11 +499,11 @@ def _stream_scale(model, scales) -> np.ndarray:
     config = model.config
     readers = [f"block{b}.0" for b in range(config.blocks)] + ["hidden"]
     reads = np.stack([np.asarray(scales[name], dtype=np.float64) for name in readers])  # [readers, width]
-    live = reads > 2e-6 / ACTIVATION_TOP
+    live = reads > 2e-6 / config.activation_top
     finest = np.where(live, reads, np.inf).min(axis=0)
     unread = ~live.any(axis=0)
     # a channel no reader uses: any unit serves; the median of the others keeps it ordinary
-    finest[unread] = np.median(finest[~unread]) if (~unread).any() else 1.0 / ACTIVATION_TOP
+    finest[unread] = np.median(finest[~unread]) if (~unread).any() else 1.0 / config.activation_top
     return finest / 16.0
 
 
@@ -509,14 +535,14 @@ class FakeQuantizer:
         from ..nets.local import rounded_relu
 
         s = self.scales[name].view(1, -1, *([1] * (a.dim() - 2))).to(a.dtype)
-        return rounded_relu(a, s, ACTIVATION_TOP)
+        return rounded_relu(a, s, activation_top(self.config, name))
 
     def weight(self, name, w, b):
         import torch
 
         in_scale = (self.input_scale if name == "input" else self.scales[name]).to(w.dtype)
         folded = w * in_scale[None, :]
-        limit = weight_limit(w.shape[1])
+        limit = layer_weight_limit(self.config, name, w.shape[1])
         row = folded.detach().abs().amax(dim=1).clamp(min=1e-12) / limit
         q = torch.clamp(torch.round(folded / row[:, None]), -limit, limit) * row[:, None] / in_scale[None, :]
         return w + (q - w).detach(), b
@@ -530,4 +556,4 @@ def nll_gap_note(float_bpd: float, exact_bpd: float) -> str:
 
 
 __all__ = ["ExactLocalNetwork", "Canvas", "image_features", "image_patterns", "edge_patterns", "sampled_features", "activation_scales", "quantize", "FakeQuantizer",
-           "weight_limit", "math"]
+           "weight_limit", "layer_weight_limit", "math"]

@@ -79,9 +79,11 @@ class LocalVAEConfig(ConfigMixin):
     aux_weight: float = 0.0  # training only: weight of the auxiliary decoder's NLL in the loss
     prior_horizon: int = 0  # 0: factorized prior; h > 0: autoregressive prior of that horizon
     prior_hidden: int = 64  # width of the autoregressive prior's hidden layers
+    activation_bits: int = 8  # the exact decoder's activations (LocalConfig.activation_bits)
 
     def decoder_config(self) -> LocalConfig:
-        return LocalConfig(self.horizon, self.width, self.blocks, self.mixtures, 3, condition=self.features)
+        return LocalConfig(self.horizon, self.width, self.blocks, self.mixtures, 3, condition=self.features,
+                           activation_bits=self.activation_bits)
 
     def layer_names(self) -> list[str]:
         """The decoder's layers (what quantisation-aware training rounds)."""

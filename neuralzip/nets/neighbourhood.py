@@ -18,6 +18,21 @@ class LocalConfig(ConfigMixin):
     mixtures: int = 10
     channels: int = 3
     condition: int = 0  # 8-bit conditioning features per pixel, after the neighbourhood's (a VAE's latent)
+    # Bits of the exact network's activations (the ReLU outputs every layer but the first
+    # reads). 8: products summed exactly in float32 (every model before local v15). More:
+    # sums exact in int32 (the VNNI and AVX2 kernels; numpy sums in float64), which leaves
+    # room for finer weights too (:func:`neuralzip.exact.local.weight_limit`).
+    activation_bits: int = 8
+
+    @property
+    def activation_top(self) -> int:
+        """The largest activation of the exact network."""
+        return (1 << self.activation_bits) - 1
+
+    @property
+    def wide_sums(self) -> bool:
+        """Whether the exact network's sums go beyond float32's exact integers (2**24)."""
+        return self.activation_bits > 8
 
     @property
     def neighbours(self) -> int:
