@@ -403,10 +403,17 @@ def main(argv: list[str] | None = None) -> int:
     family = families()[args.family]
     meta_path = args.out / "checkpoint.json"
     saved = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    # A resumed run keeps its saved configuration and settings unless overridden again.
+    # A resumed run keeps its saved configuration and settings unless overridden again; a
+    # new run started from shipped weights of its family takes their configuration (its
+    # sizes, its activation bits) unless overridden (e.g. blocks=2: a grown model).
+    initial = {}
+    if args.init_from and not saved:
+        card = json.loads(args.init_from.with_suffix(".json").read_text())
+        initial = card.get("config", {}) if card.get("family") == args.family else {}
     setting_values = {**saved.get("settings", {}), **overrides}
     settings = TrainSettings(**{k: v for k, v in setting_values.items() if k in TrainSettings.__dataclass_fields__})
-    config = family.config_class.from_dict({**family.config_class().to_dict(), **saved.get("config", {}), **overrides})
+    config = family.config_class.from_dict({**family.config_class().to_dict(), **initial, **saved.get("config", {}),
+                                            **overrides})
     trainer = Trainer(args.family, config, args.out, settings, args.data)
     if not trainer.resume() and args.init_from:
         trainer.init_from(args.init_from)

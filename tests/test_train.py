@@ -153,6 +153,20 @@ def test_a_local_model_grows_residual_blocks_from_shipped_weights(tiny_cifar, tm
     assert meta["config"]["blocks"] == 1 and meta["step"] == 2
 
 
+def test_a_run_started_from_shipped_weights_takes_their_configuration(tiny_cifar, tmp_path):
+    """``--init-from`` a version exported with 10-bit activations, no sizes given: the new
+    run has the shipped configuration (activation bits included) and continues its steps."""
+    models = tmp_path / "models"
+    common = ["--data", str(tiny_cifar), "batch_size=4", "threads=1", "autocast=false", "eval_every_steps=100"]
+    assert train_main(["local", "--out", str(tmp_path / "first"), "max_steps=2", "mixtures=2", "width=8"] + common) == 0
+    card = export_run(tmp_path / "first", "local", str(tiny_cifar), directory=models, activation_bits=10)
+    assert card["config"]["activation_bits"] == 10
+    assert train_main(["local", "--out", str(tmp_path / "next"), "--init-from", str(models / "local-v1.safetensors"),
+                       "max_steps=3", "qat=true"] + common) == 0
+    meta = json.loads((tmp_path / "next" / "checkpoint.json").read_text())
+    assert meta["config"] == card["config"] and meta["step"] == 3
+
+
 def test_a_continuation_keeps_averaging_the_shipped_ema_at_full_decay(tiny_cifar, tmp_path):
     """``--init-from`` the same model: its first step starts the learning-rate warm-up and
     averages into the shipped (EMA) weights at the EMA's full decay, also after a resume."""
