@@ -49,6 +49,9 @@ def main(argv=None) -> int:
         for name in names:
             if name != "auto" and not codec_table.get_codec(name).supports(image):
                 continue
+            for spec in codec_table.available_specs():  # no codec reuses a fit another run made
+                if spec.paired_estimate:
+                    codec_table.get_codec(spec.name).forget_fit()
             r = run_codec(name, [image], [path.name], batch=1)
             rows.append({"image": path.name, "size": f"{image.width}x{image.height}", "codec": name,
                          "bits_per_subpixel": r.bpd, "bits_per_subpixel_nzip": r.bpd_nzip,

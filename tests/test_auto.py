@@ -107,6 +107,7 @@ def test_a_local_model_estimated_worse_than_another_on_the_same_pixels_is_skippe
 
     monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
     monkeypatch.setattr(auto, "SAMPLE_MARGIN", 1e9)  # against the classical codecs, every estimate may win
+    monkeypatch.setattr(auto, "SAMPLED_MARGIN", 1e9)
     image = PixelImage("RGB", smooth_image(auto.SAMPLE_SIDE + 8, auto.SAMPLE_SIDE + 40, 3, 4))
     names = ["jxl", "local", "local-photo"]
     local, photo = tiny_codecs["local"], tiny_codecs["local-photo"]
@@ -129,6 +130,7 @@ def test_local_models_whose_fitted_estimates_differ_code_only_the_better(tiny_co
 
     monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
     monkeypatch.setattr(auto, "SAMPLE_MARGIN", 1e9)
+    monkeypatch.setattr(auto, "SAMPLED_MARGIN", 1e9)
     image = PixelImage("RGB", smooth_image(auto.SAMPLE_SIDE + 8, auto.SAMPLE_SIDE + 40, 3, 4))
     local = tiny_codecs["local"]
     plain = local.estimate_bits

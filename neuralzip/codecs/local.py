@@ -184,6 +184,11 @@ class LocalCodec(PerImageCodec):
         self._last_fit = (key, units)  # one assignment: a concurrent reader sees the old pair or the new
         return units
 
+    def forget_fit(self) -> None:
+        """Drop the kept fit (:meth:`fitted_offsets`): the next encode fits afresh, as a new
+        process would (benchmarks time each codec so)."""
+        self._last_fit = None
+
     def decode_each(self, payloads: list[bytes], shapes: list[ImageShape]) -> list:
         """Like :meth:`decode`, but a bad payload only fails its own image: returns, per
         image, the decoded image or the :class:`PayloadError` that stopped it."""
