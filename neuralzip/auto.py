@@ -13,8 +13,8 @@ throughput on this project's 2-core machine (pixels per second, rounded down).
 
 Estimate before coding: on an image larger than ``SAMPLE_SIDE`` x ``SAMPLE_SIDE``, a codec
 after the first is coded in full only if an estimate of its size says it can win (within
-``SAMPLE_MARGIN``; ``SAMPLED_MARGIN`` for the local models). Codecs with a model of their own estimate exactly from a sample of
-pixels (:meth:`~neuralzip.codecs.local.LocalCodec.estimate_bits`); the other neural codecs
+``SAMPLE_MARGIN``; ``SAMPLED_MARGIN`` for the local models). Codecs with a model of their
+own estimate exactly from a sample of pixels (:meth:`~neuralzip.codecs.local.LocalCodec.estimate_bits`); the other neural codecs
 code 32x32 tiles on their own, so ``NEURAL_SAMPLE_TILES`` tiles spread over the image, coded
 as the codec codes its tiles, give their density; classical codecs code a centre crop,
 compared with the first codec's size on the same crop (a small crop would mislead: classical
@@ -22,9 +22,9 @@ codecs pay more per pixel on small images, tiled neural codecs do not). The loca
 estimate from the same pixels, so their estimates compare pairwise: of two, the one whose
 plain estimate is more than ``PAIRED_MARGIN`` above the other's is skipped before its
 head-offset fit, and of two complete estimates (offsets fitted) the one more than
-``FITTED_PAIRED_MARGIN`` above before its full encode. What the estimates need that does not depend on the first codec's size (the
-samples, the crops, the local models' fits) is computed while that codec encodes, in another
-thread (the classical encoders release the GIL and use one core). So on a photograph auto
+``FITTED_PAIRED_MARGIN`` above before its full encode. What the estimates need that does not
+depend on the first codec's size (the samples, the crops, the local models' fits) is
+computed while that codec encodes, in another thread (the classical encoders release the GIL and use one core). So on a photograph auto
 costs about one JPEG-XL encode (the estimates beside it) plus the full encode of a codec
 that comes close, not one full encode per codec.
 """
@@ -114,15 +114,19 @@ def _large(image: PixelImage) -> bool:
     return image.height > SAMPLE_SIDE and image.width > SAMPLE_SIDE
 
 
+def _encode_seconds(name: str, image: PixelImage) -> float:
+    """Codec ``name``'s estimated encoding time of ``image`` on this machine."""
+    return image.width * image.height / ENCODE_PIXELS_PER_SECOND.get(name, 10_000)
+
+
 def _over_budget(name: str, image: PixelImage, spent: float, budget: float) -> str | None:
     """Why codec ``name`` may not be tried on ``image`` with ``spent`` seconds of the budget
     gone (its estimated encoding time overruns what is left, or its decoding time the whole
     budget), or None."""
-    pixels = image.width * image.height
-    estimate = pixels / ENCODE_PIXELS_PER_SECOND.get(name, 10_000)
+    estimate = _encode_seconds(name, image)
     if spent + estimate > budget:
         return f"~{estimate:.0f} s to encode estimated, {budget - spent:.0f} s of the budget left"
-    decode_estimate = pixels / DECODE_PIXELS_PER_SECOND.get(name, 1e12)
+    decode_estimate = image.width * image.height / DECODE_PIXELS_PER_SECOND.get(name, 1e12)
     if decode_estimate > budget:
         return f"~{decode_estimate:.0f} s to decode estimated (benchmark rate), budget {budget:.0f} s"
     return None
@@ -310,8 +314,7 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
         with ThreadPoolExecutor(max_workers=1) as pool:
             running = pool.submit(_encode, codec, [images[i] for i in todo])
             for i in ahead:
-                image = images[i]
-                first = image.width * image.height / ENCODE_PIXELS_PER_SECOND.get(name, 10_000)
+                image, first = images[i], _encode_seconds(name, images[i])
                 estimators[i] = _Estimator(image, name)
                 estimators[i].prefetch([n for n in names[names.index(name) + 1 :]
                                         if codec_table.get_codec(n).supports(image)

@@ -14,7 +14,11 @@ products in **float32** suit that, and they are exact here by construction:
   IEEE-754 basic operation (correctly rounded: the same bits on every machine and in every
   SIMD or scalar loop), then a floor; the clamp to 0..255 is the ReLU;
 * the head's output is in the fixed point of :mod:`neuralzip.exact.mixture` (2**-12), where
-  the exact mixture tables take over.
+  the exact mixture tables take over;
+* models with wider activations (``LocalConfig.activation_bits`` above 8, local v15 on) bound
+  their sums by 2**31 instead (:func:`layer_weight_limit`): exact in int32 (the VNNI and AVX2
+  kernels) and in float64 (numpy), each sum then rounded to float32 before the
+  requantisation, the same bits on every path.
 * on CPUs with AMX, AVX-512 VNNI or AVX2 the same products run in ``_matmul.c`` (2-4x
   faster): on the AMX-BF16 tiles, because every layer input is an integer of at most 8
   significant bits, which bfloat16 holds exactly, weights beyond +-256 are split exactly into
@@ -161,7 +165,7 @@ class ExactLocalNetwork:
                 np.ascontiguousarray(weight.T.astype(np.float32)),
                 np.asarray(tensors[f"{prefix}{name}.multiplier"], dtype=np.float32),
                 np.asarray(tensors[f"{prefix}{name}.offset"], dtype=np.float32), low, high, wide=config.wide_sums)
-        self.rescale = {}  # residual stream -> 8-bit activations, models with blocks only
+        self.rescale = {}  # residual stream -> activations, models with blocks only
         for b in range(config.blocks + (1 if config.blocks else 0)):
             self.rescale[b] = np.asarray(tensors[f"{prefix}rescale{b}"], dtype=np.float32)
         self.offsets = neighbour_offsets(config.horizon)
@@ -176,8 +180,8 @@ class ExactLocalNetwork:
         # exact integers below 2**24 for 8-bit models; a wide model's may round to float32,
         # once, here: every path then adds the same float32 table to the same float32 sum
         self.edge_table = (inside @ full.weight[ones].astype(np.float64) * INPUT_LIMIT).astype(np.float32)
-        # every layer reads 8-bit activations or pixel features (the residual stream only
-        # through residual_step): the matrix product accelerator applies to all of them
+        # every layer reads activations (8-bit, or wider) or pixel features (the residual
+        # stream only through residual_step): a matrix product accelerator applies to all
         for layer in [self.colour_input, *self.layers.values()]:
             layer.use_accelerator()
 
@@ -442,7 +446,7 @@ def quantize(model, scales: dict[str, np.ndarray]) -> ExactLocalNetwork:
             target = np.full(weight.shape[0], 2.0 ** -ACT_FRAC)
         elif low < 0:  # the residual stream
             target = stream_scale
-        else:  # the next layer's 8-bit input
+        else:  # the next layer's input activations
             target = scales[_next_layer(names, name)]
         integer, multiplier, offset = quantize_layer(weight, bias, in_scale, target,
                                                      layer_weight_limit(config, name, weight.shape[1]))
