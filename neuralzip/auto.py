@@ -24,7 +24,10 @@ plain estimate is more than ``PAIRED_MARGIN`` above the other's is skipped befor
 head-offset fit, and of two complete estimates (offsets fitted) the one more than
 ``FITTED_PAIRED_MARGIN`` above before its full encode. What the estimates need that does not
 depend on the first codec's size (the samples, the crops, the local models' fits) is
-computed while that codec encodes, in another thread (the classical encoders release the GIL and use one core). So on a photograph auto
+computed while that codec encodes, in another thread (the classical encoders release the GIL
+and use one core; the estimates take one core fewer meanwhile, since more threads than cores
+slowed both: on kodim08 with two-thread estimates, JPEG-XL's encode beside them took 3.2 s
+and local-photo's head-offset fit 1.9 s; with one thread, 2.7 s and 1.0 s). So on a photograph auto
 costs about one JPEG-XL encode (the estimates beside it) plus the full encode of a codec
 that comes close, not one full encode per codec.
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +44,7 @@ import numpy as np
 from . import codecs as codec_table
 from .codecs.base import Codec
 from .images import PixelImage
+from .threads import fewer_threads
 
 # Pixels per second on a 2-core machine (benchmarks/results/photos.md and cifar10.md), rounded
 # down; used only to skip codecs that would overrun the time budget.
@@ -313,12 +318,13 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
         ahead = [i for i in todo if not tried[i] and _large(images[i])] if codec.kind != "neural" else []
         with ThreadPoolExecutor(max_workers=1) as pool:
             running = pool.submit(_encode, codec, [images[i] for i in todo])
-            for i in ahead:
-                image, first = images[i], _encode_seconds(name, images[i])
-                estimators[i] = _Estimator(image, name)
-                estimators[i].prefetch([n for n in names[names.index(name) + 1 :]
-                                        if codec_table.get_codec(n).supports(image)
-                                        and _over_budget(n, image, spent[i] + first, budget) is None])
+            with fewer_threads(1) if ahead else nullcontext():  # the encoder keeps one core busy
+                for i in ahead:
+                    image, first = images[i], _encode_seconds(name, images[i])
+                    estimators[i] = _Estimator(image, name)
+                    estimators[i].prefetch([n for n in names[names.index(name) + 1 :]
+                                            if codec_table.get_codec(n).supports(image)
+                                            and _over_budget(n, image, spent[i] + first, budget) is None])
             payloads, nll = running.result()
         elapsed = (time.perf_counter() - started) / len(todo)
         for k, i in enumerate(todo):

@@ -154,3 +154,30 @@ def test_estimates_prepared_during_the_first_encode_decide_as_those_made_after_i
     for a, b in zip(prepared, after):
         assert (a.codec, a.payload, a.sizes, a.skipped) == (b.codec, b.payload, b.sizes, b.skipped)
     assert any("from a sample" in why for why in prepared[0].skipped.values())  # estimates did decide
+
+
+def test_fewer_threads_caps_this_thread_and_torch_and_restores_both(monkeypatch):
+    """auto's estimates beside a running encoder use a core fewer: inside the block this
+    thread's codecs and torch get one thread fewer (never under one), another thread keeps
+    the full count, and both counts come back after, also after an error."""
+    import threading
+
+    import torch
+
+    from neuralzip.threads import codec_threads, fewer_threads
+
+    monkeypatch.setenv("NZIP_THREADS", "3")
+    torch_before = torch.get_num_threads()
+    seen = {}
+    with pytest.raises(RuntimeError):
+        with fewer_threads(1):
+            seen["inside"], seen["torch"] = codec_threads(), torch.get_num_threads()
+            other = threading.Thread(target=lambda: seen.setdefault("other", codec_threads()))
+            other.start()
+            other.join()
+            with fewer_threads(5):
+                seen["floor"] = codec_threads()
+            seen["outer again"] = codec_threads()
+            raise RuntimeError("an encoder failed")
+    assert seen == {"inside": 2, "torch": 2, "other": 3, "floor": 1, "outer again": 2}
+    assert codec_threads() == 3 and torch.get_num_threads() == torch_before
