@@ -12,6 +12,8 @@ _limit = threading.local()  # a cap set by :func:`fewer_threads`, per calling th
 
 
 def codec_threads() -> int:
+    """``NZIP_THREADS``, else the core count; within :func:`fewer_threads`, capped for the
+    calling thread."""
     value = os.environ.get("NZIP_THREADS", "")
     threads = max(1, int(value)) if value.isdigit() else max(1, os.cpu_count() or 1)
     return min(threads, getattr(_limit, "threads", threads))
