@@ -1,17 +1,22 @@
-"""Latency of ``nzip decompress`` on one small file: a neural codec against JPEG-XL, side by side.
+"""Latency of ``nzip compress`` and ``nzip decompress`` on one file: codecs side by side, each
+command a fresh process, as a user runs them.
 
     python benchmarks/latency.py [--codecs local,jxl] [--repeats 7] [--data CIFAR]
+    python benchmarks/latency.py --photo kodim08.png [--codecs local-photo,jxl,auto]
 
-One CIFAR-10 test image (32x32) is written as PNG and compressed with each codec; then each
-file is decompressed by a fresh ``nzip decompress`` process, ``--repeats`` times in turn
-(codecs interleaved, so machine load affects both alike), and the median wall time is
-reported with its ratio to JPEG-XL's. Writes ``benchmarks/results/latency.json`` and ``.md``.
+One CIFAR-10 test image (32x32; or ``--photo``) is written as PNG; each codec compresses it
+and decompresses its file in a fresh process, ``--repeats`` times in turn (codecs
+interleaved, so machine load affects all alike); the median wall times (process start,
+imports, model loading, coding, checksum, writing the file) are reported with their ratios
+to JPEG-XL's. Writes ``benchmarks/results/latency.{json,md}`` (``latency_photo.*`` with
+``--photo``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,53 +27,72 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - start
+
+
 def main(argv=None) -> int:
     from PIL import Image
 
     from neuralzip.data import load_cifar10
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--codecs", default="local,pixelcnn,flow,jxl")
+    parser.add_argument("--codecs", default=None, help="default: local,jxl (with --photo: local-photo,jxl,auto)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--data", default=None, help="CIFAR-10 path (default: $NZIP_DATA)")
+    parser.add_argument("--photo", type=Path, default=None, help="time this PNG instead of a CIFAR-10 image")
+    parser.add_argument("--note", default="", help="conditions of this run, recorded with it")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    names = args.codecs.split(",")
-    image = load_cifar10("test", args.data).images[1234]
+    names = (args.codecs or ("local-photo,jxl,auto" if args.photo else "local,jxl")).split(",")
     nzip = [sys.executable, "-m", "neuralzip.cli"]
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times = {(name, op): [] for name in names for op in ("compress", "decompress")}
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "image.png"
-        Image.fromarray(image).save(source)
-        files = {}
-        for name in names:
-            target = Path(tmp) / f"{name}.nzip"
-            subprocess.run(nzip + ["compress", "-q", "-m", name, str(source), "-o", str(target)], check=True)
-            files[name] = target
+        if args.photo:
+            shutil.copyfile(args.photo, source)
+            with Image.open(source) as im:
+                described = f"{args.photo.name} ({im.width}x{im.height} {im.mode})"
+        else:
+            Image.fromarray(load_cifar10("test", args.data).images[1234]).save(source)
+            described = "CIFAR-10 test image 1234 (32x32 RGB)"
+        files = {name: Path(tmp) / f"{name}.nzip" for name in names}
         for _ in range(args.repeats):
             for name in names:
-                out = Path(tmp) / f"{name}.png"
-                start = time.perf_counter()
-                subprocess.run(nzip + ["decompress", "-q", "-f", str(files[name]), "-o", str(out)], check=True)
-                times[name].append(time.perf_counter() - start)
+                times[(name, "compress")].append(_timed(
+                    nzip + ["compress", "-q", "-f", "-m", name, str(source), "-o", str(files[name])]))
+                times[(name, "decompress")].append(_timed(
+                    nzip + ["decompress", "-q", "-f", str(files[name]), "-o", str(Path(tmp) / f"{name}.png")]))
         sizes = {name: files[name].stat().st_size for name in names}
-    median = {name: statistics.median(t) for name, t in times.items()}
-    reference = median.get("jxl")
-    rows = [{"codec": name, "median_seconds": round(median[name], 3), "runs": [round(t, 3) for t in times[name]],
-             "file_bytes": sizes[name], "ratio_to_jxl": round(median[name] / reference, 2) if reference else None}
-            for name in names]
-    document = {"image": "CIFAR-10 test image 1234 (32x32 RGB)", "command": "python benchmarks/latency.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "results": rows}
+    median = {key: statistics.median(t) for key, t in times.items()}
+
+    def ratio(name: str, op: str) -> float | None:
+        return round(median[(name, op)] / median[("jxl", op)], 2) if "jxl" in names else None
+
+    rows = [{"codec": name, "file_bytes": sizes[name],
+             **{f"{op}_median_seconds": round(median[(name, op)], 3) for op in ("compress", "decompress")},
+             **{f"{op}_runs": [round(t, 3) for t in times[(name, op)]] for op in ("compress", "decompress")},
+             **{f"{op}_ratio_to_jxl": ratio(name, op) for op in ("compress", "decompress")}} for name in names]
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in given:  # the note is recorded on its own
+        del given[given.index("--note") : given.index("--note") + 2]
+    document = {"image": described, "command": "python benchmarks/latency.py " + " ".join(given),
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "note": args.note, "results": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latency.json").write_text(json.dumps(document, indent=1) + "\n")
-    lines = ["# Latency of `nzip decompress` on one 32x32 file\n",
-             f"`{document['command']}` on {document['date']}: each file decoded by a fresh process "
-             f"{args.repeats} times, codecs interleaved; median wall time (process start, imports, decoding, "
-             "checksum, writing the PNG).\n",
-             "| codec | file bytes | median s | x JPEG-XL |", "|---|---:|---:|---:|"]
-    lines += [f"| {r['codec']} | {r['file_bytes']} | {r['median_seconds']:.3f} | {r['ratio_to_jxl'] or '-'} |" for r in rows]
-    (args.out / "latency.md").write_text("\n".join(lines) + "\n")
+    stem = "latency_photo" if args.photo else "latency"
+    (args.out / f"{stem}.json").write_text(json.dumps(document, indent=1) + "\n")
+    lines = [f"# Latency of `nzip compress` and `nzip decompress`: {described}\n",
+             f"`{document['command']}` on {document['date']}{'. ' + args.note if args.note else ''}: each "
+             f"codec's compress and decompress run as fresh processes {args.repeats} times, codecs interleaved; "
+             "median wall time (process start, imports, model loading, coding, checksum, writing the file).\n",
+             "| codec | file bytes | compress s | x JPEG-XL | decompress s | x JPEG-XL |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['codec']} | {r['file_bytes']} | {r['compress_median_seconds']:.3f} | "
+              f"{r['compress_ratio_to_jxl'] or '-'} | {r['decompress_median_seconds']:.3f} | "
+              f"{r['decompress_ratio_to_jxl'] or '-'} |" for r in rows]
+    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -26,8 +26,8 @@ head-offset fit, and of two complete estimates (offsets fitted) the one more tha
 depend on the first codec's size (the samples, the crops, the local models' fits) is
 computed while that codec encodes, in another thread (the classical encoders release the GIL
 and use one core; the estimates take one core fewer meanwhile, since more threads than cores
-slowed both: on kodim08 with two-thread estimates, JPEG-XL's encode beside them took 3.2 s
-and local-photo's head-offset fit 1.9 s; with one thread, 2.7 s and 1.0 s). So on a photograph auto
+slowed both: on kodim08 with two-thread estimates, JPEG-XL's encode beside them took 3.2 s,
+with one-thread estimates 2.7 s). So on a photograph auto
 costs about one JPEG-XL encode (the estimates beside it) plus the full encode of a codec
 that comes close, not one full encode per codec.
 """

@@ -96,3 +96,61 @@ def test_estimate_includes_the_offsets_the_encoder_will_fit(adaptive, tiny_local
     assert adapted < 0.97 * plain
     # far above a target, the estimate skips the fit: it is the unadapted one
     assert adaptive.estimate_bits(image, target=plain / 2) == plain
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_numpy_likelihood_is_the_torch_one_and_its_gradient_is_exact(channels):
+    """The encoder's fit uses a numpy twin of the training likelihood: the same values as
+    torch's (which computes in float32) in every branch (edge bins, underflowing bins,
+    clamped log-scales), a gradient equal to autograd's within float32 precision, and to
+    central differences of its own values within float64 precision."""
+    import torch
+
+    from neuralzip.distributions import MixtureLayout, mixture_log_likelihood, mixture_log_likelihood_and_gradient
+
+    rng = np.random.default_rng(channels)
+    layout, n = MixtureLayout(channels, 4), 600
+    k, c = layout.mixtures, channels
+    params = rng.normal(0, 2, (n, layout.size))
+    params[:40, k + c * k : k + 2 * c * k] = -9.0  # log-scales below the clamp
+    params[40:80, k + c * k : k + 2 * c * k] = -6.5  # narrow logistics far from x: underflowing bins
+    values = rng.integers(0, 256, (n, c))
+    values[80:120], values[120:160] = 0, 255  # the two edge bins
+    x = values * (2.0 / 255.0) - 1.0
+    value, gradient = mixture_log_likelihood_and_gradient(params, x, layout)
+    tensor = torch.tensor(params, requires_grad=True)
+    reference = mixture_log_likelihood(tensor.T.reshape(1, -1, n, 1), torch.tensor(x).T.reshape(1, c, n, 1), layout)
+    reference.sum().backward()
+    np.testing.assert_allclose(value, reference.detach().numpy().ravel(), rtol=2e-3, atol=2e-3)
+    scale = np.abs(gradient).max()
+    np.testing.assert_allclose(gradient, tensor.grad.numpy(), rtol=1e-2, atol=1e-4 * scale)
+    step = 1e-6
+    for column in range(layout.size):
+        shift = np.zeros_like(params)
+        shift[:, column] = step
+        numeric = (mixture_log_likelihood_and_gradient(params + shift, x, layout)[0]
+                   - mixture_log_likelihood_and_gradient(params - shift, x, layout)[0]) / (2 * step)
+        np.testing.assert_allclose(gradient[:, column], numeric, rtol=1e-4, atol=1e-4)
+
+
+def test_encoding_with_head_offsets_imports_no_torch(tmp_path):
+    """A local file of a large image (head offsets fitted) is written and read back without
+    importing torch (~1.5 s, and its optimiser another ~1.5: more than the encode itself)."""
+    import subprocess
+    import sys
+
+    pixels = smooth_image(SIDE, SIDE, seed=4)
+    np.save(tmp_path / "pixels.npy", pixels)
+    script = (
+        "import sys, numpy as np\n"
+        "from neuralzip import api\n"
+        "from neuralzip.codecs import head_offsets\n"
+        "fits, fit = [], head_offsets.fit\n"
+        "head_offsets.fit = lambda *args: fits.append(1) or fit(*args)\n"
+        f"pixels = np.load({str(tmp_path / 'pixels.npy')!r})\n"
+        "data = api.compress(pixels, model='local-photo')\n"
+        "assert fits and np.array_equal(api.decompress(data).pixels, pixels)\n"
+        "print('torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

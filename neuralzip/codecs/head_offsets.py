@@ -10,9 +10,9 @@ every pixel, to the image: the decoder adds them to every head the integer netwo
 and clips the sums to the head's range, so both sides use the same integers. On the Kodak
 photographs this saves 0.07-0.10 bits per sub-pixel for ~200 bytes (0.002 on 768x512).
 
-The fit is float (torch's Adam, :data:`FIT_STEPS` steps on the float mixture likelihood of a
-fixed sample of :data:`FIT_PIXELS` of the image's pixels, from their exact heads: ~1 s on one
-core) and runs only in the encoder; what the payload
+The fit is float (Adam, :data:`FIT_STEPS` steps on the float mixture likelihood of a fixed
+sample of :data:`FIT_PIXELS` of the image's pixels, from their exact heads, in numpy: no
+torch to import) and runs only in the encoder; what the payload
 carries, and the decoder uses, are integers. The encoder keeps the offsets only if the exact
 code length of the sample says they save more than their bytes; otherwise the block says
 "none" (one byte).
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..container import varint
-from ..distributions import MixtureLayout
+from ..distributions import MixtureLayout, mixture_log_likelihood_and_gradient
 from ..exact.local import HEAD_LIMIT
 from .base import PayloadError
 from .tiles import read_varint
@@ -47,6 +47,8 @@ MAX_GAIN = 0.04
 # means made some images 0.4 bits per sub-pixel worse instead of 0.08 better).
 FIT_RATE_FAST, FIT_RATE_SLOW = 0.03, 0.003
 HEAD_ONE = 4096  # head units per float unit (2**-12)
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # PyTorch's defaults
+FIT_ROWS = 512  # pixels per piece of the gradient: its temporaries stay in cache (3x faster than all)
 
 
 def enabled(card: dict) -> bool:
@@ -89,40 +91,33 @@ def apply(head: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.clip(head + offsets, -HEAD_LIMIT, HEAD_LIMIT)
 
 
-def fit(head: np.ndarray, values: np.ndarray, layout: MixtureLayout, threads: int = 1) -> np.ndarray:
+def fit(head: np.ndarray, values: np.ndarray, layout: MixtureLayout) -> np.ndarray:
     """Stored units int64 [size] of the offsets that maximise the float mixture likelihood
     of ``values`` int [N, c] (c = 3, or 1 for grey: only channel 0 is coded) under the exact
-    heads ``head`` int64 [N, size]. Deterministic for the same inputs and thread count."""
-    import torch
-
-    from ..distributions import mixture_log_likelihood
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads))
-    try:
-        params = torch.from_numpy(head.astype(np.float32) / HEAD_ONE).T.reshape(1, -1, len(head), 1)
-        c = values.shape[1]
-        x = torch.from_numpy(values.astype(np.float32) * (2.0 / 255.0) - 1.0).T.reshape(1, c, len(head), 1)
-        columns, fitted = _coded_columns(layout, c)
-        k = layout.mixtures
-        slow = torch.zeros(layout.size, dtype=torch.bool)
-        slow[k : k + layout.channels * k] = True  # means
-        slow[k + 2 * layout.channels * k :] = True  # couplings
-        fast_part = torch.zeros(int((~slow).sum()), requires_grad=True)
-        slow_part = torch.zeros(int(slow.sum()), requires_grad=True)
-        optimiser = torch.optim.Adam([{"params": [fast_part], "lr": FIT_RATE_FAST},
-                                      {"params": [slow_part], "lr": FIT_RATE_SLOW}])
-        for _ in range(FIT_STEPS):
-            offsets = torch.zeros(layout.size).masked_scatter(~slow, fast_part).masked_scatter(slow, slow_part)
-            shifted = (params + offsets.view(1, -1, 1, 1))[:, columns]
-            loss = -mixture_log_likelihood(shifted, x, fitted).mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        offsets = torch.zeros(layout.size).masked_scatter(~slow, fast_part).masked_scatter(slow, slow_part)
-        units = np.rint(offsets.detach().numpy().astype(np.float64) * HEAD_ONE / OFFSET_UNIT).astype(np.int64)
-    finally:
-        torch.set_num_threads(previous)
+    heads ``head`` int64 [N, size]: :data:`FIT_STEPS` steps of Adam (PyTorch's update rule,
+    written out) on the numpy likelihood and gradient, so an encode imports no torch.
+    Deterministic: the same inputs give the same offsets on any thread count."""
+    columns, fitted = _coded_columns(layout, values.shape[1])
+    params = head[:, columns].astype(np.float64) / HEAD_ONE
+    x = values.astype(np.float64) * (2.0 / 255.0) - 1.0
+    k = layout.mixtures
+    rate = np.full(layout.size, FIT_RATE_FAST)
+    rate[k : k + layout.channels * k] = FIT_RATE_SLOW  # means
+    rate[k + 2 * layout.channels * k :] = FIT_RATE_SLOW  # couplings
+    rate = rate[columns]
+    offsets, first, second = (np.zeros(len(columns)) for _ in range(3))
+    for step in range(1, FIT_STEPS + 1):
+        gradient = np.zeros(len(columns))
+        for start in range(0, len(params), FIT_ROWS):  # in the same order every time: deterministic
+            rows = slice(start, start + FIT_ROWS)
+            gradient -= mixture_log_likelihood_and_gradient(params[rows] + offsets, x[rows], fitted)[1].sum(axis=0)
+        gradient /= len(params)  # of the loss: the mean negative log-likelihood
+        first = ADAM_BETAS[0] * first + (1 - ADAM_BETAS[0]) * gradient
+        second = ADAM_BETAS[1] * second + (1 - ADAM_BETAS[1]) * gradient**2
+        denominator = np.sqrt(second) / np.sqrt(1 - ADAM_BETAS[1] ** step) + ADAM_EPS
+        offsets -= rate / (1 - ADAM_BETAS[0] ** step) * first / denominator
+    units = np.zeros(layout.size, dtype=np.int64)
+    units[columns] = np.rint(offsets * HEAD_ONE / OFFSET_UNIT)
     return np.clip(units, -UNIT_LIMIT, UNIT_LIMIT)
 
 

@@ -173,7 +173,7 @@ class LocalCodec(PerImageCodec):
         if last is not None and last[0] == key:
             return last[1]
         head, values, scale = self.sample_heads(colour, head_offsets.FIT_PIXELS, seed=1)
-        units = head_offsets.fit(head, values, self.mixture.layout, codec_threads())
+        units = head_offsets.fit(head, values, self.mixture.layout)
         if units.any():
             saved = (self._sample_bits(head, values)
                      - self._sample_bits(head_offsets.apply(head, units * head_offsets.OFFSET_UNIT), values)) * scale
