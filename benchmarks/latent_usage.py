@@ -3,7 +3,10 @@
     python benchmarks/latent_usage.py --data /path/to/cifar10 [--n 1000] [--run DIR:LABEL ...]
 
 ``--run`` adds a training run's checkpoint (its EMA weights; an experiment, not shipped, so
-its row says which run, step and objective it was).
+its row says which run, step and objective it was). Rows already in the results for the same
+images are kept: a shipped version's weights are frozen and the measurement is seeded, so
+only new versions are measured (``--remeasure``: all of them again); a run's row stays after
+its checkpoint is gone, unless the run is measured again.
 
 For each image (a class-spread subset of the test set) one latent z is drawn from q(z|x), as
 the bits-back coder pops it, and the decoder's NLL is measured twice: with z, and with the z
@@ -66,10 +69,12 @@ def local_nll(images: np.ndarray) -> tuple[str, float]:
     return version.label, total
 
 
-def shipped_vaes() -> list[tuple[str, float, LocalVAE]]:
-    """(label, epochs, float model) of every shipped local-VAE version."""
+def shipped_vaes(skip: set[str] = frozenset()) -> list[tuple[str, float, LocalVAE]]:
+    """(label, epochs, float model) of every shipped local-VAE version not in ``skip``."""
     out = []
     for version in installed_versions("vae"):
+        if version.label in skip:
+            continue
         shipped = load_version(version)
         if shipped.card.get("family") != "local-vae":
             continue
@@ -96,16 +101,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--run", action="append", default=[], metavar="DIR:LABEL",
                         help="also measure a training run's checkpoint (EMA), labelled")
+    parser.add_argument("--remeasure", action="store_true", help="measure every shipped version again")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     test = load_cifar10("test", args.data)
     images = test.images[spread_subset(len(test), args.n, seed=5)]
     per_image_bpd = 1.0 / (len(images) * images[0].size * math.log(2))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    rows = []
+    subset = f"spread_subset(10000, {len(images)}, seed=5)"
+    previous = json.loads((RESULTS / "latent_usage.json").read_text()) if (RESULTS / "latent_usage.json").exists() else {}
+    kept = previous.get("vae", []) if previous.get("subset") == subset and not args.remeasure else []
+    shipped_kept = [r for r in kept if not r["model"].startswith("run ")]
+    runs = [run_vae(spec) for spec in args.run]
+    runs_kept = [r for r in kept if r["model"].startswith("run ")
+                 and not any(r["model"].startswith(label.split(" (not shipped)")[0]) for label, _, _ in runs)]
+    rows = list(shipped_kept)
     with torch.no_grad():
         local_label, local_total = local_nll(images)
-        for label, epochs, model in shipped_vaes() + [run_vae(spec) for spec in args.run]:
+        for label, epochs, model in shipped_vaes({r["model"] for r in shipped_kept}) + runs:
             m = measure_vae(model, images)
             kl_bits = (m["kl"] / len(images) / math.log(2)).tolist()
             rows.append({
@@ -115,7 +128,8 @@ def main() -> None:
                 "kl_bits_per_channel": [round(b, 2) for b in kl_bits],
                 "negative_elbo_bpd": (m["own"] + float(m["kl"].sum())) * per_image_bpd,
             })
-    document = {"started": started, "images": len(images), "subset": "spread_subset(10000, n, seed=5)",
+    rows += runs_kept
+    document = {"started": started, "images": len(images), "subset": subset,
                 "local": {"model": local_label, "nll_bpd": local_total * per_image_bpd}, "vae": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latent_usage.json").write_text(json.dumps(document, indent=1) + "\n")
