@@ -113,8 +113,8 @@ def main() -> None:
     kept = previous.get("vae", []) if previous.get("subset") == subset and not args.remeasure else []
     shipped_kept = [r for r in kept if not r["model"].startswith("run ")]
     runs = [run_vae(spec) for spec in args.run]
-    runs_kept = [r for r in kept if r["model"].startswith("run ")
-                 and not any(r["model"].startswith(label.split(" (not shipped)")[0]) for label, _, _ in runs)]
+    measured = {label.split(" step ")[0] for label, _, _ in runs}  # "run NAME": a run measured again replaces its rows
+    runs_kept = [r for r in kept if r["model"].startswith("run ") and r["model"].split(" step ")[0] not in measured]
     rows = list(shipped_kept)
     with torch.no_grad():
         local_label, local_total = local_nll(images)
