@@ -101,18 +101,20 @@ def _single(codec: Codec, image: PixelImage, payload: bytes) -> bytes:
 
 
 def compress_batch(images: list, model: str | None = AUTO, budget: float | None = None,
-                   keep_files: bool = True) -> list[Compressed]:
+                   keep_files: bool = True, candidates: str | list[str] | None = None) -> list[Compressed]:
     """One single-image .nzip file per image; the batch only makes neural coding faster.
 
-    ``model``: a codec name, or ``"auto"``/None to keep, per image, the smallest of every
-    suitable codec (within ``budget`` seconds per image); ``keep_files``: auto keeps a JPEG
-    input as its file (the identical .jpg comes back) instead of coding its pixels."""
+    ``model``: a codec name, or ``"auto"``/None to keep, per image, the smallest of the
+    suitable codecs auto tries (``candidates``: see :func:`neuralzip.auto.candidates`; within
+    ``budget`` seconds per image); ``keep_files``: auto keeps a JPEG input as its file (the
+    identical .jpg comes back) instead of coding its pixels."""
     images = [_as_image(im) for im in images]
     if model in (None, AUTO):
-        from .auto import DEFAULT_BUDGET, choose
+        from .auto import DEFAULT_BUDGET, candidates as auto_candidates, choose
 
         out = []
-        for image, choice in zip(images, choose(images, budget or DEFAULT_BUDGET, keep_files=keep_files)):
+        names = auto_candidates(candidates)
+        for image, choice in zip(images, choose(images, budget or DEFAULT_BUDGET, names, keep_files=keep_files)):
             codec = codec_table.get_codec(choice.codec)
             nll = [choice.nll_bits] if choice.nll_bits is not None else None
             out.append(Compressed(_single(codec, image, choice.payload), codec.name, nll, choice))
@@ -192,15 +194,17 @@ def compress(image, model: str | None = AUTO) -> bytes:
     return compress_batch([image], model)[0].data
 
 
-def compress_archive(images: list, names: list[str], model: str | None = AUTO, budget: float | None = None) -> Compressed:
+def compress_archive(images: list, names: list[str], model: str | None = AUTO, budget: float | None = None,
+                     candidates: str | list[str] | None = None) -> Compressed:
     """Several images in one archive file, in order, under their names. With ``auto`` the
-    archive uses the one codec that makes the whole archive smallest."""
+    archive uses the one codec of ``candidates`` (see :func:`neuralzip.auto.candidates`) whose
+    single files of these images are smallest in sum."""
     images = [_as_image(im) for im in images]
     choice = None
     if model in (None, AUTO):
-        from .auto import DEFAULT_BUDGET, choose
+        from .auto import DEFAULT_BUDGET, candidates as auto_candidates, choose
 
-        choices = choose(images, budget or DEFAULT_BUDGET)
+        choices = choose(images, budget or DEFAULT_BUDGET, auto_candidates(candidates))
         common = set.intersection(*(set(c.sizes) for c in choices))
         if not common:
             raise codec_table.UnsupportedImageError("no single codec codes every image of this archive")

@@ -1,5 +1,7 @@
-"""``--model auto``: code each image with every suitable codec and keep the smallest file.
+"""``--model auto``: code each image with the suitable codecs it tries and keep the smallest file.
 
+Which codecs it tries: :func:`candidates` (by default all installed but the slow tiled torch
+models of :data:`ON_REQUEST`, which on thumbnails and photographs almost never win).
 Guarantees: the chosen file is the smallest among the codecs tried (at least one: the fastest
 suitable codec runs even when the budget allows none). The classical codecs are tried first,
 each unless its estimated time exceeds what is left of the per-image budget, so slow neural
@@ -58,6 +60,13 @@ DECODE_PER_ENCODE = {"pixelcnn": 1.3, "flow": 1.3, "vae": 1.2, "local": 1.6, "lo
 # Codecs in the order they are tried: the classical ones first (cheap, and the guarantee rests
 # on them), then the neural ones, likely winners first.
 ORDER = ("jxl", "webp", "j2k", "png", "local", "local-photo", "pixelcnn", "flow", "vae")
+# Tried only when asked (``candidates("all")``, ``nzip compress --try all``): the tiled torch
+# models. On 1,000 class-spread CIFAR-10 test images, all three beside the others lowered
+# auto's rate by 0.0001 bits per sub-pixel (PixelCNN++ won 6 of the 1,000 images by at most
+# 0.11, the flow and the VAE none) for 10 times the time per image, and importing torch for
+# them costs ~1.3 s per process (benchmarks/results/auto_candidates.md); on the Kodak photos
+# their estimates never came near (photos.md).
+ON_REQUEST = ("pixelcnn", "flow", "vae")
 FASTEST = ("png", "j2k", "jxl", "webp", "local", "local-photo", "flow", "pixelcnn", "vae")
 DEFAULT_BUDGET = 60.0
 SAMPLE_SIDE = 192  # larger images: codecs after the first are estimated before a full encode
@@ -110,9 +119,26 @@ class Choice:
                 "codecs' payloads hold the 4-byte checksum the others' headers do) ") + ", ".join(parts) + ("; " + ", ".join(skipped) if skipped else "")
 
 
-def candidates() -> list[str]:
+def candidates(requested: str | list[str] | None = None) -> list[str]:
+    """The installed codecs auto tries, in the order it tries them: by default every one but
+    those of :data:`ON_REQUEST`; ``"all"``: every one; or those ``requested`` by name (a
+    list, or one comma-separated string). An unknown name, or one auto cannot try or whose
+    weights are not installed, raises :class:`~neuralzip.codecs.UnknownCodecError`."""
     available = {spec.name for spec in codec_table.available_specs()}
-    return [name for name in ORDER if name in available]
+    if requested is None:
+        return [name for name in ORDER if name in available and name not in ON_REQUEST]
+    if isinstance(requested, str):
+        requested = [part.strip() for part in requested.split(",") if part.strip()]
+    if requested == ["all"]:
+        return [name for name in ORDER if name in available]
+    for name in requested:
+        if name not in ORDER:
+            raise codec_table.UnknownCodecError(f"auto cannot try {name!r} (it tries: all, {', '.join(ORDER)})")
+        if name not in available:
+            raise codec_table.UnknownCodecError(f"auto cannot try {name!r}: its weights are not installed")
+    if not requested:
+        raise codec_table.UnknownCodecError("auto needs at least one codec to try")
+    return [name for name in ORDER if name in requested]
 
 
 def _large(image: PixelImage) -> bool:
@@ -256,7 +282,8 @@ class _Estimator:
 
 def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list[str] | None = None,
            keep_files: bool = True) -> list[Choice]:
-    """Code every image with each candidate codec (in batches) and pick the smallest. With
+    """Code every image with each candidate codec (``names``, by default :func:`candidates`)
+    in batches, and pick the smallest. With
     ``keep_files``, an input a codec keeps as its file (a JPEG: lossless transcoding, the
     original bytes restored) is coded that way alone: its pixels would be larger, and the
     file itself would be lost."""

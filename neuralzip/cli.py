@@ -64,6 +64,8 @@ def _run(ctx: click.Context, body) -> None:
     except UnknownCodecError as error:  # a usage error: the option's value
         click.echo(f"nzip: {error}", err=True)
         sys.exit(EXIT_USAGE)
+    except click.UsageError:  # click reports it (with the usage line) and exits 2
+        raise
     except (KeyboardInterrupt, Interrupted):
         click.echo("nzip: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -126,7 +128,7 @@ def _report(reporter: Reporter, messages) -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or archive (several inputs or a folder).")
 @click.option("-m", "--model", default="auto", show_default=True,
-              help="auto (smallest of all codecs), local, local-photo, pixelcnn, flow, vae, png, webp, jxl, j2k, jpeg (see `nzip models`).")
+              help="auto (smallest file of the codecs it tries: --try), local, local-photo, pixelcnn, flow, vae, png, webp, jxl, j2k, jpeg (see `nzip models`).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write the .nzip data to standard output.")
 @click.option("-v", "--verbose", is_flag=True, help="Say which codec was used and why.")
@@ -136,10 +138,14 @@ def _report(reporter: Reporter, messages) -> None:
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images (default 268M pixels).")
 @click.option("--strip", is_flag=True, help="Drop metadata (ICC profile, EXIF, text, ...): pixels only.")
 @click.option("--pixels", is_flag=True, help="auto: code a JPEG input's pixels instead of keeping the JPEG file itself.")
+@click.option("--try", "try_codecs", metavar="CODECS",
+              help="auto: the codecs to try, comma-separated, or 'all' (default: all but pixelcnn, flow and vae, "
+                   "which rarely win for their time).")
 @click.option("--first-frame", is_flag=True, help="Animations and multi-page files: keep the first frame (else refused).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Parallel worker processes.")
 @click.pass_context
-def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels, strip, pixels, first_frame, jobs):
+def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budget, max_pixels, strip, pixels, try_codecs,
+             first_frame, jobs):
     """Compress images to IMG.nzip (inputs are kept)."""
     ctx.obj["quiet"] = quiet
 
@@ -151,6 +157,12 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
         if model != api.AUTO and model not in codecs.BY_NAME:  # a usage error, before any file
             raise codecs.UnknownCodecError(f"unknown codec {model!r} (available: auto, "
                                            f"{', '.join(s.name for s in codecs.available_specs())})")
+        if try_codecs is not None:
+            if model != api.AUTO:
+                raise click.UsageError("--try chooses the codecs auto tries: use it with -m auto")
+            from .auto import candidates
+
+            candidates(try_codecs)  # a usage error, before any file
         archive = output is not None and (len(inputs) > 1 or any(Path(p).is_dir() for p in inputs))
         paths = _expand(inputs, reporter, allow_dirs=archive)
         if to_stdout and (len(paths) != 1 or output):
@@ -161,7 +173,7 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
             codec = api.resolve_codec(model)
             reporter.say(f"codec: {codec.name} ({codec.description})")
         options = file_jobs.Options(model, budget, force, max_pixels, verbose, None if archive else output, strip,
-                                    keep_files=not pixels, first_frame=first_frame)
+                                    keep_files=not pixels, first_frame=first_frame, candidates=try_codecs)
         if not archive and not to_stdout:
             _report(reporter, file_jobs.run(file_jobs.compress_files, paths, options, jobs))
             return
@@ -183,7 +195,7 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
             return
         if to_stdout:
             (path, image), = loaded
-            result = api.compress_batch([image], model, budget, keep_files=not pixels)[0]
+            result = api.compress_batch([image], model, budget, keep_files=not pixels, candidates=try_codecs)[0]
             if verbose and result.choice is not None:
                 reporter.say(f"{path}: {result.choice.explain(image.subpixels)}")
             sys.stdout.buffer.write(result.data)
@@ -191,7 +203,7 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
             reporter.say(file_jobs.ratio_line(f"{path} -> stdout", len(result.data), image.subpixels, path.stat().st_size))
             return
         names = _unique_names([p.name for p, _ in loaded])
-        result = api.compress_archive([im for _, im in loaded], names, model, budget)
+        result = api.compress_archive([im for _, im in loaded], names, model, budget, try_codecs)
         if verbose:
             reporter.say(f"archive codec: {result.codec}" + (" (smallest archive among all codecs)" if model == api.AUTO else ""))
         write_atomic(output, result.data, overwrite=force)
@@ -297,6 +309,7 @@ def models(ctx):
 
     def body(reporter: Reporter):
         from . import codecs
+        from .auto import ON_REQUEST
 
         results = benchmark_results()
         click.echo(f"{'name':11} {'id':>3} {'kind':9} {'coded bpd':>9} {'NLL bpd':>8}  description")
@@ -317,7 +330,7 @@ def models(ctx):
                 for version in versions:
                     default = "  (default for -m " + spec.name + ")" if version is versions[-1] else ""
                     click.echo(f"{'':11} {'':>3}   version {version.version}, weights {version.sha256[:8]}{default}")
-        click.echo(f"{'auto':11} {'':>3} {'selector':9} {'':>9} {'':>8}  smallest file among the codecs above, per image (default)")
+        click.echo(f"{'auto':11} {'':>3} {'selector':9} {'':>9} {'':>8}  smallest file per image among the codecs above but " + ", ".join(ON_REQUEST) + " (--try all: every one; default)")
         if results:
             click.echo("bpd: CIFAR-10 test set, all 10,000 images, from benchmarks/results/cifar10.json; "
                        "files made with any listed version decode, the default version encodes")

@@ -32,6 +32,7 @@ class Options:
     strip: bool = False  # drop metadata instead of keeping it
     keep_files: bool = True  # auto: JPEG inputs kept as files (False: --pixels)
     first_frame: bool = False  # multi-frame inputs: keep the first frame (else refused)
+    candidates: str | None = None  # auto: the codecs to try (None: auto's default set)
 
 
 @dataclass
@@ -151,7 +152,8 @@ def compress_files(paths: list[Path], options: Options) -> list[Message]:
     for start in range(0, len(loaded), batch):
         chunk = loaded[start : start + batch]
         try:
-            results = api.compress_batch([image for _, image in chunk], options.model, options.budget, options.keep_files)
+            results = api.compress_batch([image for _, image in chunk], options.model, options.budget, options.keep_files,
+                                         options.candidates)
         except errors as error:
             messages += [Message(True, str(path), describe(error)) for path, _ in chunk]
             continue

@@ -66,9 +66,31 @@ def test_classical_codecs_come_first_and_slow_decoders_are_skipped(tiny_codecs, 
     image = _image("RGB", 16, 16, 5)
     # pixelcnn would take ~100 s to decode this image: not tried within a 10 s budget
     monkeypatch.setitem(auto.DECODE_PIXELS_PER_SECOND, "pixelcnn", image.width * image.height / 100)
-    choice = api.compress_batch([image], "auto", budget=10)[0].choice
+    choice = api.compress_batch([image], "auto", budget=10, candidates="all")[0].choice
     assert "pixelcnn" not in choice.sizes and "to decode" in choice.skipped["pixelcnn"]
     assert {"jxl", "webp", "j2k", "png"} <= set(choice.sizes)
+
+
+def test_auto_tries_the_slow_torch_models_only_when_asked(tiny_codecs, monkeypatch):
+    from neuralzip import auto
+
+    monkeypatch.setattr(codecs, "spec_available", lambda spec: True)
+    default = auto.candidates()
+    assert default[:4] == ["jxl", "webp", "j2k", "png"] and {"local", "local-photo"} <= set(default)
+    assert not set(default) & set(auto.ON_REQUEST)
+    assert auto.candidates("all") == list(auto.ORDER)
+    assert auto.candidates("flow, jxl") == ["jxl", "flow"]  # in auto's order: the classical ones first
+    image = _image("RGB", 12, 12, 6)
+    plain = api.compress_batch([image], "auto")[0].choice
+    assert set(plain.sizes) == set(default) and not set(plain.skipped) & set(auto.ON_REQUEST)
+    every = api.compress_batch([image], "auto", candidates="all")[0].choice
+    assert set(every.sizes) == set(auto.ORDER)
+    assert min(every.sizes.values()) <= min(plain.sizes.values())
+    with pytest.raises(codecs.UnknownCodecError, match="cannot try 'jpeg'"):
+        auto.candidates(["jpeg"])
+    monkeypatch.setattr(codecs, "spec_available", lambda spec: spec.name != "flow")
+    with pytest.raises(codecs.UnknownCodecError, match="not installed"):
+        auto.candidates("flow")
 
 
 def test_large_images_estimate_before_coding(tiny_codecs, monkeypatch):

@@ -260,6 +260,29 @@ def test_usage_errors_exit_2_and_errors_are_one_plain_line(workdir):
     assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("nzip: cut.png: ") and "Errno" not in lines[0]
 
 
+def test_usage_errors_found_after_parsing_exit_2_before_any_file(workdir):
+    """Checks that need several options together (-c with -o, --try without auto) are usage
+    errors like click's own: exit 2, the reason, nothing written (the executable prints them
+    as one line: the test above)."""
+    for args, reason in ((["-c", "small.png", "hopper.png"], "-c takes exactly one input"),
+                         (["-m", "png", "--try", "jxl", "small.png"], "use it with -m auto"),
+                         (["--try", "jxl,nosuch", "small.png"], "auto cannot try 'nosuch'"),
+                         (["--try", ",", "small.png"], "at least one codec")):
+        result = run("compress", *args)
+        assert result.exit_code == 2 and reason in result.stderr.strip().splitlines()[-1], args
+        assert "internal error" not in result.stderr and not os.path.exists("small.png.nzip"), args
+
+
+def test_try_chooses_the_codecs_auto_tries(workdir):
+    result = run("compress", "-v", "--try", "png,j2k", "small.png")
+    assert result.exit_code == 0 and "auto chose" in result.stderr
+    explained = next(line for line in result.stderr.splitlines() if "auto chose" in line)
+    tried = {part.split()[0] for part in explained.split(") ", 1)[1].split(", ")}
+    assert tried == {"png", "j2k"}
+    assert run("decompress", "small.png.nzip", "-o", "back.png").exit_code == 0
+    assert _same_pixels("small.png", "back.png")
+
+
 def test_the_executable_reports_click_usage_errors_in_nzip_style(tmp_path):
     import subprocess
     import sys
