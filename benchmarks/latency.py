@@ -1,7 +1,7 @@
 """Latency of ``nzip compress`` and ``nzip decompress`` on one file: codecs side by side, each
 command a fresh process, as a user runs them.
 
-    python benchmarks/latency.py [--codecs local,jxl] [--repeats 7] [--data CIFAR]
+    python benchmarks/latency.py [--codecs local,jxl,auto] [--repeats 7] [--data CIFAR]
     python benchmarks/latency.py --photo kodim08.png [--codecs local-photo,jxl,auto]
 
 One CIFAR-10 test image (32x32; or ``--photo``) is written as PNG; each codec compresses it
@@ -39,14 +39,14 @@ def main(argv=None) -> int:
     from neuralzip.data import load_cifar10
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--codecs", default=None, help="default: local,jxl (with --photo: local-photo,jxl,auto)")
+    parser.add_argument("--codecs", default=None, help="default: local,jxl,auto (with --photo: local-photo,jxl,auto)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--data", default=None, help="CIFAR-10 path (default: $NZIP_DATA)")
     parser.add_argument("--photo", type=Path, default=None, help="time this PNG instead of a CIFAR-10 image")
     parser.add_argument("--note", default="", help="conditions of this run, recorded with it")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    names = (args.codecs or ("local-photo,jxl,auto" if args.photo else "local,jxl")).split(",")
+    names = (args.codecs or ("local-photo,jxl,auto" if args.photo else "local,jxl,auto")).split(",")
     nzip = [sys.executable, "-m", "neuralzip.cli"]
     times = {(name, op): [] for name in names for op in ("compress", "decompress")}
     with tempfile.TemporaryDirectory() as tmp:

@@ -366,7 +366,7 @@ def choose(images: list[PixelImage], budget: float = DEFAULT_BUDGET, names: list
         if not tried[i]:  # the budget allowed nothing: the fastest codec that can, regardless
             fallback = next((n for n in FASTEST if n in names and codec_table.get_codec(n).supports(image)), None)
             if fallback is None:
-                raise codec_table.UnsupportedImageError(f"no installed codec can code this {image.mode} image")
+                raise codec_table.UnsupportedImageError(f"none of the codecs auto tries ({', '.join(names)}) can code this {image.mode} image")
             encoded = codec_table.get_codec(fallback).encode([image])
             tried[i][fallback] = (encoded.payloads[0], encoded.nll_bits[0] if encoded.nll_bits else None)
         best = min(tried[i], key=lambda name: coded_bytes(name, tried[i][name][0]))
