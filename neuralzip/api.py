@@ -196,21 +196,39 @@ def compress(image, model: str | None = AUTO) -> bytes:
 
 def compress_archive(images: list, names: list[str], model: str | None = AUTO, budget: float | None = None,
                      candidates: str | list[str] | None = None) -> Compressed:
-    """Several images in one archive file, in order, under their names. With ``auto`` the
-    archive uses the one codec of ``candidates`` (see :func:`neuralzip.auto.candidates`) whose
-    single files of these images are smallest in sum."""
-    images = [_as_image(im) for im in images]
-    choice = None
-    if model in (None, AUTO):
-        from .auto import DEFAULT_BUDGET, candidates as auto_candidates, choose
+    """Several images in one archive file, in order, under their names.
 
-        choices = choose(images, budget or DEFAULT_BUDGET, auto_candidates(candidates))
-        common = set.intersection(*(set(c.sizes) for c in choices))
-        if not common:
-            raise codec_table.UnsupportedImageError("no single codec codes every image of this archive")
-        model = min(common, key=lambda name: sum(c.sizes[name] for c in choices))
-        choice = choices
-    codec = resolve_codec(model)
+    With ``auto`` the archive uses the codec of ``candidates`` (see
+    :func:`neuralzip.auto.candidates`) that codes every image and gives the smallest archive of
+    those auto could try within ``budget``: of the per-image codecs, the one whose single files
+    are smallest in sum (an entry holds what the single file's payload holds); every chained
+    (bits-back) codec among them has its whole archive coded to compare, since its single files
+    each pay the initial bits that a chain pays once."""
+    images = [_as_image(im) for im in images]
+    if model not in (None, AUTO):
+        codec = resolve_codec(model)
+        data, nll = _archive(codec, images, names)
+        return Compressed(data, codec.name, nll)
+    from .auto import DEFAULT_BUDGET, candidates as auto_candidates, choose
+
+    choices = choose(images, budget or DEFAULT_BUDGET, auto_candidates(candidates))
+    common = set.intersection(*(set(c.sizes) for c in choices))
+    if not common:
+        raise codec_table.UnsupportedImageError("no single codec codes every image of this archive")
+    per_image = sorted(name for name in common if not codec_table.get_codec(name).chained)
+    tried = ([min(per_image, key=lambda name: sum(c.sizes[name] for c in choices))] if per_image else [])
+    tried += sorted(common - set(per_image))
+    best = None
+    for name in tried:
+        data, nll = _archive(resolve_codec(name), images, names)
+        if best is None or len(data) < len(best[1]):
+            best = (name, data, nll)
+    name, data, nll = best
+    return Compressed(data, name, nll, choices)
+
+
+def _archive(codec: Codec, images: list[PixelImage], names: list[str]) -> tuple[bytes, list[float] | None]:
+    """``images`` coded by ``codec`` as one archive: (the file, each image's NLL bits)."""
     for image in images:
         codec.check(image)
     encoded = codec.encode(images)
@@ -221,7 +239,7 @@ def compress_archive(images: list, names: list[str], model: str | None = AUTO, b
         for entry, payload in zip(entries, encoded.payloads):
             entry.payload = payload
         container = Container(codec.codec_id, codec.model_hash, entries, archive=True)
-    return Compressed(pack(container), codec.name, encoded.nll_bits, choice)
+    return pack(container), encoded.nll_bits
 
 
 def _version_hash(spec, model_version: int) -> bytes:

@@ -205,7 +205,7 @@ def compress(ctx, inputs, output, model, force, to_stdout, verbose, quiet, budge
         names = _unique_names([p.name for p, _ in loaded])
         result = api.compress_archive([im for _, im in loaded], names, model, budget, try_codecs)
         if verbose:
-            reporter.say(f"archive codec: {result.codec}" + (" (smallest archive among all codecs)" if model == api.AUTO else ""))
+            reporter.say(f"archive codec: {result.codec}" + (" (the smallest archive of the codecs tried)" if model == api.AUTO else ""))
         write_atomic(output, result.data, overwrite=force)
         total_in = sum(p.stat().st_size for p, _ in loaded)
         subpixels = sum(im.subpixels for _, im in loaded)

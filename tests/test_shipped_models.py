@@ -4,7 +4,7 @@ exactly, with a trained model's rate."""
 import numpy as np
 import pytest
 
-from neuralzip import codecs
+from neuralzip import api, codecs
 from neuralzip.codecs.base import ImageShape
 from neuralzip.images import PixelImage
 from neuralzip.registry import load_shipped, model_available
@@ -31,3 +31,18 @@ def test_shipped_model_on_real_images(name, sample_image):
     if not codec.chained:  # the coder adds a few bytes per image at most
         for payload, bits in zip(encoded.payloads, encoded.nll_bits):
             assert len(payload) * 8 - bits < 48
+
+
+def test_auto_archive_compares_a_bits_back_codec_by_its_archive(sample_image):
+    """A bits-back codec's single files each pay the initial bits its chain pays once per
+    archive, so auto must judge it by its archive: on enough images the VAE's archive is the
+    smaller, and auto writes exactly that archive."""
+    if not (model_available("vae") and model_available("local")):
+        pytest.skip("shipped local and vae weights not installed")
+    crops = [PixelImage("RGB", np.ascontiguousarray(sample_image.pixels[y : y + 32, x : x + 32]))
+             for y in range(0, 33, 3) for x in range(0, 33, 3)]
+    names = [f"crop{i}.png" for i in range(len(crops))]
+    archives = {name: api.compress_archive(crops, names, model=name).data for name in ("local", "vae")}
+    assert len(archives["vae"]) < len(archives["local"]), "the test needs more crops for the VAE's archive to win"
+    result = api.compress_archive(crops, names, candidates="local,vae")
+    assert result.codec == "vae" and result.data == archives["vae"]
