@@ -218,12 +218,9 @@ def compress_archive(images: list, names: list[str], model: str | None = AUTO, b
     per_image = sorted(name for name in common if not codec_table.get_codec(name).chained)
     tried = ([min(per_image, key=lambda name: sum(c.sizes[name] for c in choices))] if per_image else [])
     tried += sorted(common - set(per_image))
-    best = None
-    for name in tried:
-        data, nll = _archive(resolve_codec(name), images, names)
-        if best is None or len(data) < len(best[1]):
-            best = (name, data, nll)
-    name, data, nll = best
+    archives = {name: _archive(resolve_codec(name), images, names) for name in tried}
+    name = min(tried, key=lambda name: len(archives[name][0]))  # ties: the per-image codec, tried first
+    data, nll = archives[name]
     return Compressed(data, name, nll, choices)
 
 
